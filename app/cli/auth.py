@@ -1,0 +1,53 @@
+import click
+
+from app.core import auth
+from app.core.db import connection, iso, utcnow
+
+group = click.Group("auth", help="Manage API tokens.")
+
+
+@group.command("token")
+@click.option("--name", required=True, help="What the token is for.")
+@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(auth.SCOPES),
+              help="read, write or admin; repeat for several.")
+@click.option("--expires", default=None, help="Lifetime such as 30d, 12h; default never.")
+def create_token(name, scopes, expires):
+    """Create a token and print it alone on the last line."""
+    try:
+        lifetime = auth.parse_duration(expires) if expires else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires") from None
+    with connection():
+        row, token = auth.create_token(name, list(scopes), lifetime)
+    expiry = iso(row.expires_at) if row.expires_at else "never"
+    click.echo(f"Created token {row.id} ({name}; scopes: {row.scopes}; expires: {expiry}).", err=True)
+    click.echo("Store it now: it is not shown again.", err=True)
+    click.echo(token)
+
+
+@group.command("list")
+def list_tokens():
+    """List tokens (never their secrets)."""
+    now = utcnow()
+    with connection():
+        rows = auth.list_tokens()
+    click.echo(f"{'ID':<18}{'NAME':<24}{'SCOPES':<20}{'STATE':<10}EXPIRES")
+    for row in rows:
+        if row.revoked_at:
+            state = "revoked"
+        elif row.expires_at and row.expires_at <= now:
+            state = "expired"
+        else:
+            state = "active"
+        click.echo(f"{row.id:<18}{row.name[:23]:<24}{row.scopes:<20}{state:<10}{iso(row.expires_at) or 'never'}")
+
+
+@group.command("revoke")
+@click.argument("token_id")
+def revoke(token_id):
+    """Revoke a token by its id; it stops working at once in every worker."""
+    with connection():
+        done = auth.revoke(token_id)
+    if not done:
+        raise click.ClickException(f"no active token with id {token_id}")
+    click.echo(f"Revoked token {token_id}.")

@@ -1,0 +1,94 @@
+"""Bearer tokens: created by the CLI, stored only as hashes, checked per request.
+
+A token reads ``lgt_<id>_<secret>``. The id finds the row; the SHA-256 of
+the whole token is compared in constant time. Tokens carry 256 bits of
+randomness, so a fast hash is enough: there is nothing to brute-force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.core.db import utcnow
+from app.core.models import ApiToken
+
+SCOPES = ("read", "write", "admin")
+# A scope grants itself and every scope below it.
+SCOPE_RANK = {"read": 1, "write": 2, "admin": 3}
+TOKEN_PATTERN = re.compile(r"^lgt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+DURATION_PATTERN = re.compile(r"^(\d+)\s*([smhdw])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    name: str
+    scopes: tuple[str, ...]
+
+    def allows(self, scope: str) -> bool:
+        needed = SCOPE_RANK[scope]
+        return any(SCOPE_RANK.get(s, 0) >= needed for s in self.scopes)
+
+
+def parse_duration(text: str) -> timedelta:
+    match = DURATION_PATTERN.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"not a duration like 30d, 12h, 15m: {text!r}")
+    return timedelta(seconds=int(match[1]) * UNITS[match[2]])
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(name: str, scopes: list[str], expires_in: timedelta | None = None) -> tuple[ApiToken, str]:
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be among {', '.join(SCOPES)}")
+    token_id = secrets.token_hex(8)
+    token = f"lgt_{token_id}_{secrets.token_urlsafe(32)}"
+    now = utcnow()
+    row = ApiToken.create(
+        id=token_id,
+        name=name,
+        token_hash=_hash(token),
+        scopes=" ".join(dict.fromkeys(scopes)),
+        created_at=now,
+        expires_at=now + expires_in if expires_in else None,
+    )
+    return row, token
+
+
+def authenticate(header: str | None, now: datetime | None = None) -> Principal | None:
+    """The principal of an ``Authorization: Bearer`` header, or None if it is not valid."""
+    if not header or not header.startswith("Bearer "):
+        return None
+    token = header[len("Bearer "):].strip()
+    match = TOKEN_PATTERN.match(token)
+    if not match:
+        return None
+    row = ApiToken.get_or_none(ApiToken.id == match[1])
+    if row is None or not hmac.compare_digest(row.token_hash, _hash(token)):
+        return None
+    now = now or utcnow()
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    return Principal(row.id, row.name, tuple(row.scope_list))
+
+
+def revoke(token_id: str) -> bool:
+    return bool(
+        ApiToken.update(revoked_at=utcnow())
+        .where((ApiToken.id == token_id) & ApiToken.revoked_at.is_null())
+        .execute()
+    )
+
+
+def list_tokens() -> list[ApiToken]:
+    return list(ApiToken.select().order_by(ApiToken.created_at))

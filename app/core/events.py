@@ -1,0 +1,57 @@
+"""The event bus: publish from any worker, every worker's subscribers receive it.
+
+Events are rows of an append-only table, tailed by one loop per worker.
+Publishers may register "in-transaction" listeners (``on_publish``): they run
+inside the publishing transaction, which is how durable consumers such as
+the webhook outbox record their work before the API call returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable
+
+from app.core.db import advisory_lock, transaction, utcnow
+from app.core.models import Event
+from app.core.tailer import Tailer
+
+log = logging.getLogger("core::events")
+
+EVENTS_LOCK_KEY = 0x4C6B6576  # serialises appends on PostgreSQL so ids commit in order
+
+_in_transaction_listeners: list[Callable[[str, dict], None]] = []
+_tailer = Tailer(Event, interval=0.2)
+
+
+def on_publish(listener: Callable[[str, dict], None]) -> None:
+    """Run ``listener(topic, payload)`` inside every publishing transaction."""
+    if listener not in _in_transaction_listeners:
+        _in_transaction_listeners.append(listener)
+
+
+def publish(topic: str, payload: dict) -> int:
+    with transaction():
+        advisory_lock(EVENTS_LOCK_KEY)
+        event = Event.create(topic=topic, payload=json.dumps(payload, default=str), created_at=utcnow())
+        for listener in _in_transaction_listeners:
+            listener(topic, payload)
+    return event.id
+
+
+def subscribe(prefix: str, callback: Callable[[str, dict], None]) -> Callable:
+    """Call ``callback(topic, payload)`` in this worker for every event whose topic starts with prefix."""
+
+    def deliver(rows):
+        for row in rows:
+            if row.topic.startswith(prefix):
+                try:
+                    callback(row.topic, json.loads(row.payload))
+                except Exception:
+                    log.exception("event subscriber for %s failed", prefix)
+
+    return _tailer.subscribe(deliver)
+
+
+def sweep(before) -> int:
+    return Event.delete().where(Event.created_at < before).execute()

@@ -1,0 +1,71 @@
+"""Fan-out of an append-only table to in-process subscribers.
+
+One loop per worker reads new rows (``id > last seen``) and hands them to
+every local subscriber, so N open streams cost one query per poll, not N.
+Rows are appended in id order by every writer (SQLite has one writer at a
+time; PostgreSQL writers take an advisory lock), so a reader that has seen id
+X has seen every row below X.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from app.core.background import spawn_loop
+from app.core.db import connection
+
+
+class Tailer:
+    def __init__(self, model, interval: float = 0.2, batch: int = 500):
+        self.model = model
+        self.interval = interval
+        self.batch = batch
+        self.last_id = None
+        self._subscribers: list[Callable] = []
+        self._lock = threading.Lock()
+        self._started = False
+        self._wakeup = threading.Event()
+
+    def subscribe(self, callback: Callable) -> Callable:
+        """``callback(rows)`` for each batch of new rows; returns an unsubscribe function."""
+        with self._lock:
+            self._subscribers.append(callback)
+            if not self._started:
+                self._started = True
+                spawn_loop(f"tail-{self.model._meta.table_name}", lambda: self.interval, self.poll)
+
+        def unsubscribe():
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def head(self) -> int:
+        """The newest id in the table (0 when empty)."""
+        with connection():
+            row = self.model.select(self.model.id).order_by(self.model.id.desc()).first()
+        return row.id if row else 0
+
+    def poll(self) -> None:
+        if self.last_id is None:
+            self.last_id = self.head()
+        if not self._subscribers:
+            self.last_id = self.head()
+            return
+        while True:
+            with connection():
+                rows = list(
+                    self.model.select()
+                    .where(self.model.id > self.last_id)
+                    .order_by(self.model.id)
+                    .limit(self.batch)
+                )
+            if not rows:
+                return
+            self.last_id = rows[-1].id
+            for callback in list(self._subscribers):
+                callback(rows)
+            if len(rows) < self.batch:
+                return

@@ -1,0 +1,155 @@
+"""The application factory: settings, database, API, request pipeline, CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from flask import Flask, g, request
+
+from app.core import errors, migrate
+from app.core.api import Api, api_config, required_scope
+from app.core.auth import Principal, authenticate
+from app.core.clientip import client_address
+from app.core.db import connection, database, init_database, is_postgres
+from app.core.errors import Forbidden, RateLimited, Unauthorized
+from app.core.ratelimit import RateLimiter, group_for, make_counters
+from app.core.settings import Settings, load_settings
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("lockgate")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+@dataclass
+class Lockgate:
+    """Per-process state every area reaches through ``current_app.extensions["lockgate"]``."""
+
+    settings: Settings
+    limiter: RateLimiter
+    version: str
+    started_at: float = field(default_factory=time.time)
+    background_started: bool = False
+    settings_listeners: list = field(default_factory=list)
+
+    def refresh_settings(self) -> None:
+        if self.settings.refresh():
+            for listener in self.settings_listeners:
+                listener(self.settings)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask("lockgate")
+    version = package_version()
+    app.config.update(api_config(version))
+    app.config["MAX_CONTENT_LENGTH"] = settings.get("gateway.max_body_bytes")
+    app.json.sort_keys = False
+
+    init_database(settings.database_url)
+    with connection():
+        migrate.upgrade()
+
+    state = Lockgate(
+        settings=settings,
+        limiter=RateLimiter(make_counters(settings, is_postgres()), settings),
+        version=version,
+        started_at=float(os.environ.get("LOCKGATE_STARTED_AT") or time.time()),
+    )
+    state.settings_listeners.append(lambda s: app.config.update(MAX_CONTENT_LENGTH=s.get("gateway.max_body_bytes")))
+    app.extensions["lockgate"] = state
+
+    errors.register(app)
+    api = Api(app)
+    _register_blueprints(api)
+    _install_request_pipeline(app, state)
+
+    from app.cli import register as register_cli
+
+    register_cli(app)
+    return app
+
+
+def _register_blueprints(api: Api) -> None:
+    from app.config.routes import blp as config_blp
+    from app.logs.routes import blp as logs_blp
+    from app.status.routes import blp as status_blp
+
+    for blp in (status_blp, config_blp, logs_blp):
+        api.register_blueprint(blp)
+
+
+def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
+    @app.before_request
+    def begin_request():
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        state.refresh_settings()
+        principal = authenticate(request.headers.get("Authorization"))
+        g.principal = principal
+        _apply_rate_limit(state, principal)
+        _authorise(app, principal)
+
+    @app.after_request
+    def finish_request(response):
+        decision = g.get("rate_limit")
+        if decision is not None:
+            response.headers.update(decision.headers())
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    @app.teardown_request
+    def close_database(_exc):
+        if not database.is_closed() and not database.in_transaction():
+            database.close()
+
+
+def _apply_rate_limit(state: Lockgate, principal: Principal | None) -> None:
+    if principal is not None:
+        identity = f"token:{principal.token_id}"
+    else:
+        trusted = state.settings.get("gateway.trusted_proxies") or []
+        identity = "ip:" + client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted)
+    decision = state.limiter.hit(group_for(request.path, request.method), identity)
+    g.rate_limit = decision
+    if decision is not None and not decision.allowed:
+        raise RateLimited(
+            f"Rate limit of {decision.limit} requests exceeded; retry in {decision.retry_after}s",
+            details={"limit": decision.limit, "retry_after": decision.retry_after},
+            headers=decision.headers(),
+        )
+
+
+def _authorise(app: Flask, principal: Principal | None) -> None:
+    if request.endpoint is None or request.endpoint.startswith("api-docs."):
+        return  # unknown route or method: the 404/405 comes next; docs are public
+    scope = required_scope(app.view_functions[request.endpoint], request.method)
+    if scope is None:
+        return
+    if principal is None:
+        raise Unauthorized()
+    if not principal.allows(scope):
+        raise Forbidden(f"This endpoint needs the '{scope}' scope", details={"required_scope": scope})
+
+
+def start_background(app: Flask) -> None:
+    """Per-worker loops: log storage, retention sweeps. Called once the worker is serving."""
+    state: Lockgate = app.extensions["lockgate"]
+    if state.background_started:
+        return
+    state.background_started = True
+    from app.core import logging as core_logging
+    from app.logs.sweeper import start as start_log_sweeper
+
+    core_logging.install(state.settings.get("logs.level"))
+    state.settings_listeners.append(lambda s: core_logging.set_level(s.get("logs.level")))
+    start_log_sweeper(state)

@@ -1,0 +1,142 @@
+"""Querying and tailing the stored log records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.core import sse
+from app.core.background import stopping
+from app.core.db import connection, database, iso, utcnow
+from app.core.logging import LEVEL_NAMES, LEVELS
+from app.core.models import LogEntry
+from app.core.tailer import Tailer
+from app.core.timeparse import parse_since
+
+DEFAULT_WINDOW = timedelta(hours=1)
+REPLAY_BATCH = 500
+
+tailer = Tailer(LogEntry, interval=0.2)
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    level: str = "info"
+    module: str | None = None
+    since: datetime | None = None
+
+    def where(self):
+        clause = LogEntry.level >= LEVELS[self.level]
+        if self.module:
+            clause &= (LogEntry.module == self.module) | LogEntry.module.startswith(f"{self.module}::")
+        if self.since is not None:
+            clause &= LogEntry.timestamp >= self.since
+        return clause
+
+    def matches(self, entry) -> bool:
+        if entry.level < LEVELS[self.level]:
+            return False
+        if self.module and not (entry.module == self.module or entry.module.startswith(f"{self.module}::")):
+            return False
+        return self.since is None or entry.timestamp >= self.since
+
+
+def make_filter(level: str = "info", module: str | None = None, since: str | None = None,
+                default_since: bool = True) -> LogFilter:
+    """Raises ValueError for a bad ``since``; without one, the last hour (when default_since)."""
+    now = utcnow()
+    if since:
+        start = parse_since(since, now)
+    else:
+        start = now - DEFAULT_WINDOW if default_since else None
+    return LogFilter(level=level, module=module or None, since=start)
+
+
+def to_dict(entry: LogEntry) -> dict:
+    return {
+        "id": entry.id,
+        "timestamp": iso(entry.timestamp),
+        "level": LEVEL_NAMES.get(entry.level, "info"),
+        "module": entry.module,
+        "message": entry.message,
+        "session_id": entry.session_id,
+    }
+
+
+def query(log_filter: LogFilter, limit: int) -> tuple[list[dict], int]:
+    """The newest ``limit`` matching entries, oldest first, and how many match in all."""
+    matching = LogEntry.select().where(log_filter.where())
+    total = matching.count()
+    newest = list(matching.order_by(LogEntry.id.desc()).limit(limit))
+    return [to_dict(entry) for entry in reversed(newest)], total
+
+
+def _frame(entry: LogEntry) -> str:
+    # Shared by every stream that receives this row: serialise once.
+    cached = getattr(entry, "_sse_frame", None)
+    if cached is None:
+        cached = entry._sse_frame = sse.frame(to_dict(entry), event="log", event_id=entry.id)
+    return cached
+
+
+def _replay(log_filter: LogFilter, cursor: int):
+    while True:
+        with connection():
+            rows = list(
+                LogEntry.select()
+                .where(log_filter.where() & (LogEntry.id > cursor))
+                .order_by(LogEntry.id)
+                .limit(REPLAY_BATCH)
+            )
+        yield from rows
+        if len(rows) < REPLAY_BATCH:
+            return
+        cursor = rows[-1].id
+
+
+def stream(log_filter: LogFilter, last_event_id: int | None, heartbeat: float):
+    """SSE text for every matching entry after the cursor, then live ones, until shutdown."""
+    subscription = sse.Subscription()
+    unsubscribe = tailer.subscribe(subscription.put)
+    # Held connections would exhaust the pool with many open streams.
+    if not database.is_closed():
+        database.close()
+    try:
+        if last_event_id is not None:
+            cursor = last_event_id
+        elif log_filter.since is not None:
+            cursor = 0
+        else:
+            cursor = tailer.head()
+        yield "retry: 2000\n\n"
+        for entry in _replay(log_filter, cursor):
+            cursor = entry.id
+            yield _frame(entry)
+        while not stopping():
+            try:
+                batch = subscription.get(timeout=heartbeat)
+            except StopIteration:
+                break
+            if batch is None:
+                yield sse.comment()
+                continue
+            for entry in batch:
+                if entry.id > cursor and log_filter.matches(entry):
+                    cursor = entry.id
+                    yield _frame(entry)
+    finally:
+        unsubscribe()
+        subscription.close()
+
+
+def sweep(retention_days: float, max_entries: int) -> int:
+    """Delete entries older than the retention or beyond the newest ``max_entries``."""
+    removed = 0
+    if retention_days > 0:
+        removed += LogEntry.delete().where(
+            LogEntry.timestamp < utcnow() - timedelta(days=retention_days)
+        ).execute()
+    newest = LogEntry.select(LogEntry.id).order_by(LogEntry.id.desc()).first()
+    if newest is not None and newest.id > max_entries:
+        removed += LogEntry.delete().where(LogEntry.id <= newest.id - max_entries).execute()
+    return removed

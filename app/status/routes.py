@@ -1,0 +1,25 @@
+from flask import current_app
+
+from app.core.api import Blueprint
+from app.status import service
+from app.status.schemas import HealthSchema, StatusSchema
+
+blp = Blueprint("status", __name__, url_prefix="/api/v1/status", description="System status and health")
+
+
+@blp.route("", methods=["GET"])
+@blp.response(200, StatusSchema)
+def get_status():
+    """Whole-system status, computed from live state."""
+    return service.status(current_app.extensions["lockgate"])
+
+
+@blp.route("/health", methods=["GET"])
+@blp.public
+@blp.response(200, HealthSchema)
+@blp.alt_response(503, schema=HealthSchema, description="The database cannot be reached")
+def health():
+    """Lightweight probe for load balancers; no token needed."""
+    if service.database_reachable():
+        return {"healthy": True}
+    return {"healthy": False}, 503
