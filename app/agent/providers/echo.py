@@ -86,7 +86,8 @@ def count_words(text: str) -> int:
 
 
 def _text_reply(text: str) -> Completion:
-    return Completion(content=text, tool_calls=[], usage=Usage(output=count_words(text)), stop_reason="end_turn")
+    usage = Usage(output=count_words(text))
+    return Completion(content=text, tool_calls=[], usage=usage, stop_reason="end_turn")
 
 
 def _split_at_last_user(messages: list[Message]) -> tuple[str, list[Message]]:

@@ -92,6 +92,8 @@ class HttpClient:
         """One try. Returns (response, None) on success, or (None, failure) for a
         retryable failure; other failures raise ProviderError straight away."""
         try:
+            # For streams the timeout bounds each wait for more data, not the
+            # whole reply, so long answers are fine as long as they keep coming.
             response = self.session.post(
                 url, json=payload, headers=headers, timeout=self.settings.timeout, stream=stream
             )
@@ -102,7 +104,8 @@ class HttpClient:
         except requests.RequestException as exc:
             # Not retryable (bad URL, bad header, ...). The exception text is left
             # out because it can quote request headers, api key included.
-            raise ProviderError(f"{self.label}: the request could not be sent ({type(exc).__name__})") from None
+            reason = type(exc).__name__
+            raise ProviderError(f"{self.label}: the request could not be sent ({reason})") from None
         if response.status_code < 400:
             return response, None
         error = self._upstream_error(response)
@@ -155,7 +158,8 @@ def upstream_error_detail(response: requests.Response) -> str:
     """
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, requests.RequestException):
+        # Not JSON, or the body could not be read: the status alone will do.
         return ""
     if not isinstance(body, dict):
         return ""

@@ -126,8 +126,16 @@ def _tool_call_from_wire(index: int, call: dict) -> ToolCall:
         # Some compatible servers omit ids; the loop still needs one to pair results.
         id=call.get("id") or f"call_{index}",
         name=function.get("name") or "",
-        arguments=parse_tool_arguments(function.get("arguments") or ""),
+        arguments=_decode_arguments(function.get("arguments")),
     )
+
+
+def _decode_arguments(value) -> dict:
+    # The format says a JSON string, but a few compatible servers send the
+    # object itself.
+    if isinstance(value, dict):
+        return value
+    return parse_tool_arguments(value if isinstance(value, str) else "")
 
 
 def _usage_from_wire(usage: dict | None) -> Usage:

@@ -235,8 +235,9 @@ class _Handler(BaseHTTPRequestHandler):
             data = event.encode()
             # Two writes per event, so a line is split across network reads.
             middle = len(data) // 2
-            self._write_chunk(data[:middle])
-            self._write_chunk(data[middle:])
+            for piece in (data[:middle], data[middle:]):
+                if piece:  # an empty chunk would end the body early
+                    self._write_chunk(piece)
         if complete:
             self._write_chunk(b"")  # the zero-length chunk ends the body
         else:
@@ -306,12 +307,13 @@ class OpenAIFormat:
     def stream(reply: ScriptedReply, model: str) -> list[str]:
         def chunk(delta: dict, finish_reason=None) -> str:
             choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
-            return sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [choice]})
+            return sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [choice]})
 
         events = [chunk({"role": "assistant", "content": ""})]
         events += [chunk({"content": piece}) for piece in split_words(reply.text)]
         for index, (call_id, name, arguments) in enumerate(reply.calls()):
-            opening = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            function = {"name": name, "arguments": ""}
+            opening = {"index": index, "id": call_id, "type": "function", "function": function}
             events.append(chunk({"tool_calls": [opening]}))
             events += [
                 chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
@@ -357,9 +359,6 @@ class AnthropicFormat:
 
     @staticmethod
     def stream(reply: ScriptedReply, model: str) -> list[str]:
-        def event(kind: str, **data) -> str:
-            return sse({"type": kind, **data}, event=kind)
-
         message = {
             "id": "msg_fake",
             "type": "message",
@@ -369,26 +368,32 @@ class AnthropicFormat:
             "stop_reason": None,
             "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1},
         }
-        events = [event("message_start", message=message), event("ping")]
-        index = 0
+        events = [_anthropic_event("message_start", message=message), _anthropic_event("ping")]
+        blocks = []
         if reply.text:
-            events.append(event("content_block_start", index=index, content_block={"type": "text", "text": ""}))
-            events += [
-                event("content_block_delta", index=index, delta={"type": "text_delta", "text": piece})
-                for piece in split_words(reply.text)
-            ]
-            events.append(event("content_block_stop", index=index))
-            index += 1
+            start = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": piece} for piece in split_words(reply.text)]
+            blocks.append((start, deltas))
         for call_id, name, arguments in reply.calls():
-            block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
-            events.append(event("content_block_start", index=index, content_block=block))
-            events += [
-                event("content_block_delta", index=index, delta={"type": "input_json_delta", "partial_json": piece})
-                for piece in split_in_three(arguments)
-            ]
-            events.append(event("content_block_stop", index=index))
-            index += 1
-        delta = {"stop_reason": reply.neutral_stop_reason, "stop_sequence": None}
-        events.append(event("message_delta", delta=delta, usage={"output_tokens": reply.output_tokens}))
-        events.append(event("message_stop"))
+            start = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+            pieces = split_in_three(arguments)
+            deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
+            blocks.append((start, deltas))
+        for index, (start, deltas) in enumerate(blocks):
+            events += _anthropic_block(index, start, deltas)
+        stop = {"stop_reason": reply.neutral_stop_reason, "stop_sequence": None}
+        usage = {"output_tokens": reply.output_tokens}
+        events.append(_anthropic_event("message_delta", delta=stop, usage=usage))
+        events.append(_anthropic_event("message_stop"))
         return events
+
+
+def _anthropic_event(kind: str, **data) -> str:
+    return sse({"type": kind, **data}, event=kind)
+
+
+def _anthropic_block(index: int, start: dict, deltas: list[dict]) -> list[str]:
+    events = [_anthropic_event("content_block_start", index=index, content_block=start)]
+    events += [_anthropic_event("content_block_delta", index=index, delta=delta) for delta in deltas]
+    events.append(_anthropic_event("content_block_stop", index=index))
+    return events

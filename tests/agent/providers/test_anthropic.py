@@ -42,7 +42,9 @@ def test_complete_with_a_tool_call(fake_llm, make_provider):
     assert completion.stop_reason == "tool_use"
     assert completion.tool_calls == [ToolCall(id="toolu_1", name="search", arguments={"query": "todo"})]
     body = fake_llm.requests[-1].json
-    assert body["tools"] == [{"name": "search", "description": SEARCH.description, "input_schema": SEARCH.parameters}]
+    assert body["tools"] == [
+        {"name": "search", "description": SEARCH.description, "input_schema": SEARCH.parameters}
+    ]
     assert "system" not in body
 
 
@@ -62,7 +64,10 @@ def test_multi_turn_conversation_with_tool_results_is_mapped(fake_llm, make_prov
         Message(
             "assistant",
             "Looking.",
-            tool_calls=[ToolCall("toolu_1", "search", {"query": "a"}), ToolCall("toolu_2", "search", {"query": "b"})],
+            tool_calls=[
+                ToolCall("toolu_1", "search", {"query": "a"}),
+                ToolCall("toolu_2", "search", {"query": "b"}),
+            ],
         ),
         Message("tool", "found a", tool_call_id="toolu_1", name="search"),
         Message("tool", "found b", tool_call_id="toolu_2", name="search"),
@@ -93,8 +98,14 @@ def test_multi_turn_conversation_with_tool_results_is_mapped(fake_llm, make_prov
                 {"type": "tool_result", "tool_use_id": "toolu_2", "content": "found b"},
             ],
         },
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_3", "name": "search", "input": {}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_3", "content": "nothing"}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_3", "name": "search", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_3", "content": "nothing"}],
+        },
         {"role": "assistant", "content": [{"type": "text", "text": "a and b both exist"}]},
         {"role": "user", "content": [{"type": "text", "text": "Thanks"}]},
     ]

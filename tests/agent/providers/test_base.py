@@ -14,9 +14,8 @@ def test_settings_defaults_select_the_echo_provider():
 
 
 def test_from_mapping_coerces_types_and_ignores_unknown_keys():
-    settings = ProviderSettings.from_mapping(
-        {"name": "openai", "timeout": "2.5", "max_retries": "5", "max_tokens": 300.0, "colour": "blue", "model": None}
-    )
+    config = {"name": "openai", "timeout": "2.5", "max_retries": "5", "max_tokens": 300.0}
+    settings = ProviderSettings.from_mapping({**config, "colour": "blue", "model": None})
     assert settings.name == "openai"
     assert settings.timeout == 2.5
     assert settings.max_retries == 5 and isinstance(settings.max_retries, int)
@@ -37,7 +36,12 @@ def test_settings_repr_hides_the_api_key():
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("echo", EchoProvider), ("openai", OpenAIProvider), ("anthropic", AnthropicProvider), (" OpenAI ", OpenAIProvider)],
+    [
+        ("echo", EchoProvider),
+        ("openai", OpenAIProvider),
+        ("anthropic", AnthropicProvider),
+        (" OpenAI ", OpenAIProvider),
+    ],
 )
 def test_create_provider_picks_the_class_by_name(name, expected):
     provider = create_provider(ProviderSettings(name=name))

@@ -51,7 +51,8 @@ def test_server_errors_are_retried_until_success(fake_llm, make_provider, name):
 
 @BOTH
 def test_client_errors_are_not_retried(fake_llm, make_provider, name):
-    fake_llm.fail_next(400, body={"error": {"type": "invalid_request_error", "message": "model: unknown model"}})
+    error = {"type": "invalid_request_error", "message": "model: unknown model"}
+    fake_llm.fail_next(400, body={"error": error})
 
     with pytest.raises(ProviderError) as caught:
         make_provider(name).complete(HI, [])
@@ -66,7 +67,8 @@ def test_client_error_with_a_plain_string_error(fake_llm, make_provider):
     fake_llm.fail_next(404, body={"error": 'model "llama9" not found, try pulling it first'})
     with pytest.raises(ProviderError) as caught:
         make_provider("openai").complete(HI, [])
-    assert str(caught.value) == 'openai: upstream returned HTTP 404: model "llama9" not found, try pulling it first'
+    expected = 'openai: upstream returned HTTP 404: model "llama9" not found, try pulling it first'
+    assert str(caught.value) == expected
 
 
 def test_client_error_without_a_json_body(fake_llm, make_provider):
@@ -150,7 +152,8 @@ def test_the_api_key_never_appears_in_errors(fake_llm, make_provider, name):
     with pytest.raises(ProviderError) as exhausted:
         make_provider(name, max_retries=2).complete(HI, [])
 
-    assert str(unauthorised.value) == f"{name}: upstream returned HTTP 401: Incorrect API key provided: [redacted]."
+    expected = f"{name}: upstream returned HTTP 401: Incorrect API key provided: [redacted]."
+    assert str(unauthorised.value) == expected
     assert key not in str(exhausted.value)
     assert "internal error for [redacted]" in str(exhausted.value)
 

@@ -47,7 +47,11 @@ def test_complete_with_a_tool_call(fake_llm, make_provider):
     assert fake_llm.requests[-1].json["tools"] == [
         {
             "type": "function",
-            "function": {"name": "search", "description": SEARCH.description, "parameters": SEARCH.parameters},
+            "function": {
+                "name": "search",
+                "description": SEARCH.description,
+                "parameters": SEARCH.parameters,
+            },
         }
     ]
 
@@ -70,7 +74,10 @@ def test_multi_turn_conversation_with_tool_results_is_mapped(fake_llm, make_prov
         Message(
             "assistant",
             "Looking.",
-            tool_calls=[ToolCall("call_1", "search", {"query": "a"}), ToolCall("call_2", "search", {"query": "b"})],
+            tool_calls=[
+                ToolCall("call_1", "search", {"query": "a"}),
+                ToolCall("call_2", "search", {"query": "b"}),
+            ],
         ),
         Message("tool", "found a", tool_call_id="call_1", name="search"),
         Message("tool", "found b", tool_call_id="call_2", name="search"),
@@ -160,6 +167,6 @@ def test_stream_error_chunk_raises(fake_llm, make_provider):
 
 
 def test_stream_that_ends_without_a_finish_reason_raises(fake_llm, make_provider):
-    fake_llm.queue_stream([sse({"choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]})])
+    fake_llm.queue_stream([sse({"choices": [{"index": 0, "delta": {"content": "Hel"}}]})])
     with pytest.raises(ProviderError, match="ended before the reply was complete"):
         list(make_provider("openai").stream([Message("user", "Hi")], []))
