@@ -51,3 +51,15 @@ def revoke(token_id):
     if not done:
         raise click.ClickException(f"no active token with id {token_id}")
     click.echo(f"Revoked token {token_id}.")
+
+
+@group.command("bootstrap")
+def bootstrap():
+    """Create a first admin token when there is none yet (used by `make run`)."""
+    with connection():
+        if auth.list_tokens():
+            click.echo("API tokens exist already; create more with `flask --app wsgi auth token`.", err=True)
+            return
+        _row, token = auth.create_token("bootstrap admin", ["admin"])
+    click.echo("First admin token (store it now, it is not shown again):", err=True)
+    click.echo(token)

@@ -92,6 +92,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "timeout_secs": Field("float", 10.0, minimum=0.1),
         "retry_schedule": Field("list", ["5s", "30s", "2m", "10m", "1h", "6h"]),
         "disable_after_failures": Field("int", 20, minimum=1),
+        "poll_interval_secs": Field("float", 0.25, minimum=0.01),
+        "max_concurrency": Field("int", 32, minimum=1),  # deliveries in flight per worker
+        "max_in_flight_per_hook": Field("int", 8, minimum=1),  # across all workers
+        "retention_days": Field("float", 7.0, minimum=0),  # finished deliveries; 0 keeps them
     },
     "logs": {
         "level": Field("str", "info", choices=("trace", "debug", "info", "warn", "error")),

@@ -121,3 +121,16 @@ def make_token(database_url: str, scopes: list[str], name: str = "test") -> str:
     with connection():
         _row, token = create_token(name, scopes)
     return token
+
+
+def insert_log(database_url: str, message: str, module: str = "test::outside", level: int = 20) -> int:
+    """Append a log record from outside the server, as a third process would."""
+    from app.core.db import connection, init_database, utcnow
+    from app.core.logging import LOGS_LOCK_KEY
+    from app.core.db import advisory_lock, transaction
+    from app.core.models import LogEntry
+
+    init_database(database_url)
+    with connection(), transaction():
+        advisory_lock(LOGS_LOCK_KEY)
+        return LogEntry.create(timestamp=utcnow(), level=level, module=module, message=message).id

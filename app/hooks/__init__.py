@@ -1,0 +1,1 @@
+"""Webhooks: registration, a durable outbox, and signed, retried delivery."""

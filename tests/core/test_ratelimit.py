@@ -1,0 +1,91 @@
+import threading
+import uuid
+
+import pytest
+
+from app.core.ratelimit import RateLimiter, RedisCounters, SqliteCounters, group_for
+from app.core.settings import Settings
+from tests.support.databases import REDIS_URL
+
+
+def limiter(counters, tmp_path, limit="5/10s"):
+    settings = Settings(tmp_path / "absent.toml", overrides={"rate_limits.default": limit})
+    return RateLimiter(counters, settings)
+
+
+def exercise(rl, identity, now):
+    return [rl.hit("default", identity, now=now + i * 0.01) for i in range(8)]
+
+
+def check_window(decisions):
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 3
+    assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    assert {d.reset for d in decisions} == {decisions[0].reset}
+    assert all(d.retry_after >= 1 for d in decisions)
+    assert decisions[-1].headers()["Retry-After"] == str(decisions[-1].retry_after)
+
+
+def test_sqlite_counters_fixed_window(tmp_path):
+    rl = limiter(SqliteCounters(tmp_path / "rl.db"), tmp_path)
+    now = 1_000_000.0
+    check_window(exercise(rl, "token:a", now))
+    # Another identity has its own budget; the next window starts afresh.
+    assert rl.hit("default", "token:b", now=now).allowed
+    assert rl.hit("default", "token:a", now=now + 10).remaining == 4
+
+
+def test_sqlite_counters_are_shared_between_processes(tmp_path):
+    """Two connections (as two workers have) count into one budget."""
+    path = tmp_path / "rl.db"
+    first, second = limiter(SqliteCounters(path), tmp_path), limiter(SqliteCounters(path), tmp_path)
+    now = 2_000_000.0
+    results = []
+
+    def hit(rl):
+        for _ in range(10):
+            results.append(rl.hit("default", "token:x", now=now).allowed)
+
+    threads = [threading.Thread(target=hit, args=(rl,)) for rl in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count(True) == 5
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="LOCKGATE_TEST_REDIS_URL is not set (CI always sets it)")
+def test_redis_counters(tmp_path):
+    counters = RedisCounters(REDIS_URL, prefix=f"lockgate-test:{uuid.uuid4().hex}:")
+    check_window(exercise(limiter(counters, tmp_path), "token:a", 3_000_000.0))
+
+
+def test_the_counters_the_app_picks_count_exactly(app_factory, backend):
+    """SQLite side file by default, the PostgreSQL database when that is the backend."""
+    app = app_factory({"rate_limits": {"default": "5/10s"}})
+    rl = app.extensions["lockgate"].limiter
+    expected = "DatabaseCounters" if backend == "postgresql" else "SqliteCounters"
+    assert type(rl.counters).__name__ == expected
+    check_window(exercise(rl, f"token:{uuid.uuid4().hex}", 4_000_000.0))
+
+
+def test_storage_failure_fails_open(tmp_path):
+    class Broken:
+        def incr(self, *args):
+            raise OSError("disk gone")
+
+    assert limiter(Broken(), tmp_path).hit("default", "x") is None
+
+
+@pytest.mark.parametrize("path,method,group", [
+    ("/api/v1/sessions", "GET", "sessions_read"),
+    ("/api/v1/sessions/sess_1/messages", "POST", "sessions_write"),
+    ("/api/v1/sessions", "DELETE", "sessions_write"),
+    ("/api/v1/config", "PATCH", "config_write"),
+    ("/api/v1/config", "GET", "default"),
+    ("/api/v1/sessionsx", "GET", "default"),
+    ("/api/v1/status/health", "GET", "probes"),
+])
+def test_groups(path, method, group):
+    assert group_for(path, method) == group
+
+
