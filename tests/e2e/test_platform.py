@@ -367,3 +367,32 @@ def test_bad_config_stops_startup_with_a_message(tmp_path):
         assert result.returncode != 0
         assert "agent.max_turns" in result.stderr and "line 4" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_logs_tail_cli_follows_the_stream(server):
+    import subprocess
+    import sys
+
+    from tests.support.server import ROOT
+
+    env = {**server.env, "LOCKGATE_TOKEN": server.token("read"), "PYTHONUNBUFFERED": "1"}
+    tail = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "logs", "tail", "--module", "test"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 20
+        line = ""
+        while time.time() < deadline and "tailed line" not in line:
+            insert_log(server.database_url, "tailed line", module="test::cli", level=30)
+            line = _readline_with_timeout(tail.stdout, 1.0)
+        assert "tailed line" in line
+        assert "WARN" in line and "test::cli" in line
+    finally:
+        tail.kill()
+        tail.wait(5)
+
+
+def _readline_with_timeout(stream, timeout):
+    import select
+
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline() if ready else ""

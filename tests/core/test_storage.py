@@ -1,0 +1,83 @@
+"""Migrations, leases, retention and the log pipeline on the real database backends."""
+
+import logging
+import subprocess
+import sys
+from datetime import timedelta
+
+from app.core import leases, migrate
+from app.core.db import connection, utcnow
+from app.core.logging import DatabaseHandler
+from app.core.models import Lease, LogEntry, SchemaMigration
+from app.logs import service as logs
+from tests.support.server import ROOT
+
+UPGRADE = "from app.core.db import init_database, connection; from app.core import migrate; " \
+          "import sys; init_database(sys.argv[1]); c = connection(); c.__enter__(); " \
+          "print(','.join(migrate.upgrade()))"
+
+
+def test_concurrent_upgrades_apply_each_migration_once(db_url):
+    processes = [subprocess.Popen([sys.executable, "-c", UPGRADE, db_url], cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+    outputs = [process.communicate(timeout=60) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, outputs
+    applied = [name for out, _err in outputs for name in out.strip().split(",") if name]
+    assert sorted(applied) == migrate.discover()  # each one, by exactly one process
+
+
+def test_upgrade_is_idempotent_and_status_lists_all(app):
+    with connection():
+        assert migrate.upgrade() == []
+        names = [name for name, applied_at in migrate.status() if applied_at]
+        assert names == migrate.discover()
+        assert SchemaMigration.select().count() == len(names)
+
+
+def test_a_lease_has_one_holder_until_it_expires(app, monkeypatch):
+    with connection():
+        monkeypatch.setattr(leases, "OWNER", "host:1:a")
+        monkeypatch.setattr(leases.os, "getpid", lambda: 1)
+        assert leases.acquire("job", ttl=30)
+        assert leases.acquire("job", ttl=30)  # renewal
+        monkeypatch.setattr(leases, "OWNER", "host:1:b")
+        assert not leases.acquire("job", ttl=30)
+        Lease.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
+        assert leases.acquire("job", ttl=30)  # the holder died: taken over
+        assert Lease.get_by_id("job").owner == "host:1:b"
+
+
+def test_records_are_written_in_batches_with_session_and_module(app):
+    handler = DatabaseHandler()
+    logger = logging.getLogger("agent::loop")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.info("tool call completed", extra={"session_id": "sess_1"})
+        handler.handle(logging.LogRecord("channel::telegram", logging.WARNING, __file__, 1,
+                                         "reconnecting %s", ("now",), None))
+        with connection():
+            assert LogEntry.select().count() == 0  # nothing written on the logging call
+            assert handler.flush_to_database() == 2
+            rows = list(LogEntry.select().order_by(LogEntry.id))
+    finally:
+        logger.removeHandler(handler)
+    assert [(r.module, r.level, r.message, r.session_id) for r in rows] == [
+        ("agent::loop", 20, "tool call completed", "sess_1"),
+        ("channel::telegram", 30, "reconnecting now", None),
+    ]
+
+
+def test_retention_by_age_and_count(app):
+    now = utcnow()
+    with connection():
+        LogEntry.insert_many([
+            {"timestamp": now - timedelta(days=10), "level": 20, "module": "old", "message": "old"}
+        ] + [
+            {"timestamp": now, "level": 20, "module": "new", "message": f"new {i}"} for i in range(150)
+        ]).execute()
+        removed = logs.sweep(retention_days=7, max_entries=100)
+        remaining = [r.message for r in LogEntry.select().order_by(LogEntry.id)]
+    assert removed == 51
+    assert remaining == [f"new {i}" for i in range(50, 150)]
