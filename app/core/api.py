@@ -13,7 +13,7 @@ from flask_smorest import Api as BaseApi
 from flask_smorest import Blueprint as BaseBlueprint
 from webargs.flaskparser import FlaskParser
 
-from app.core.errors import BadRequest, from_http_exception, error_response
+from app.core.errors import BadRequest, error_response, from_http_exception
 
 SCOPES = ("read", "write", "admin")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
@@ -24,7 +24,7 @@ BUSY_RETRY_SECONDS = 30.0
 
 def utcnow() -> datetime:
     """Naive UTC: what both SQLite and PostgreSQL columns store here."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def iso(value: datetime | None) -> str | None:

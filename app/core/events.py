@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from app.core.db import advisory_lock, transaction, utcnow
 from app.core.models import Event

@@ -11,7 +11,7 @@ import contextvars
 import logging
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from app.core.background import on_stop, spawn_loop
 from app.core.db import advisory_lock, connection, transaction
@@ -65,7 +65,7 @@ class DatabaseHandler(logging.Handler):
             if record.exc_info:
                 message = f"{message}\n{self.formatter_exception(record)}"
             entry = {
-                "timestamp": datetime.fromtimestamp(record.created, timezone.utc).replace(tzinfo=None),
+                "timestamp": datetime.fromtimestamp(record.created, UTC).replace(tzinfo=None),
                 "level": LEVELS[level_name(record.levelno)],
                 "module": module_name(record.name)[:200],
                 "message": message[:MAX_MESSAGE],

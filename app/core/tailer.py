@@ -10,7 +10,7 @@ X has seen every row below X.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from app.core.background import spawn_loop
 from app.core.db import connection

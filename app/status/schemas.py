@@ -1,7 +1,6 @@
 import marshmallow as ma
 
 
-
 class MemorySchema(ma.Schema):
     backend = ma.fields.String()
     entries = ma.fields.Integer()

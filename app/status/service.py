@@ -6,7 +6,6 @@ import time
 
 from app.core.db import database
 
-
 # Areas register ``fn(settings) -> dict`` to fill in their part of the status;
 # an area that is not built yet reports true zeros.
 _contributors = []

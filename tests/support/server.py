@@ -50,7 +50,7 @@ class GunicornServer:
         env.pop("LOCKGATE_STARTED_AT", None)
         return env
 
-    def start(self, timeout: float = 30.0) -> "GunicornServer":
+    def start(self, timeout: float = 30.0) -> GunicornServer:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app",
@@ -125,9 +125,8 @@ def make_token(database_url: str, scopes: list[str], name: str = "test") -> str:
 
 def insert_log(database_url: str, message: str, module: str = "test::outside", level: int = 20) -> int:
     """Append a log record from outside the server, as a third process would."""
-    from app.core.db import connection, init_database, utcnow
+    from app.core.db import advisory_lock, connection, init_database, transaction, utcnow
     from app.core.logging import LOGS_LOCK_KEY
-    from app.core.db import advisory_lock, transaction
     from app.core.models import LogEntry
 
     init_database(database_url)
