@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -20,6 +21,7 @@ from app.core.errors import Forbidden, RateLimited, Unauthorized
 from app.core.ratelimit import RateLimiter, group_for, make_counters
 from app.core.settings import Settings, load_settings
 
+access_log = logging.getLogger("http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -91,6 +93,7 @@ def _register_blueprints(api: Api) -> None:
 def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
     @app.before_request
     def begin_request():
+        g.started = time.perf_counter()
         supplied = request.headers.get("X-Request-ID", "")
         g.request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
         state.refresh_settings()
@@ -105,12 +108,24 @@ def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
         if decision is not None:
             response.headers.update(decision.headers())
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        _log_access(response)
         return response
 
     @app.teardown_request
     def close_database(_exc):
         if not database.is_closed() and not database.in_transaction():
             database.close()
+
+
+def _log_access(response) -> None:
+    # Successes at debug (stored only when [logs] level asks for them); refusals
+    # at info, as they matter for security; server errors at warn.
+    status = response.status_code
+    level = logging.DEBUG if status < 400 else logging.INFO if status < 500 else logging.WARNING
+    if access_log.isEnabledFor(level):
+        elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        access_log.log(level, "%s %s %d %.1fms (request %s)", request.method, request.path, status,
+                       elapsed, g.get("request_id"))
 
 
 def _apply_rate_limit(state: Lockgate, principal: Principal | None) -> None:

@@ -112,6 +112,11 @@ def install(level: str = "info") -> DatabaseHandler:
     if _handler is None:
         _handler = DatabaseHandler()
         root.addHandler(_handler)
+        # Operators also see warnings and errors on stderr (gunicorn's log, the journal).
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(logging.WARNING)
+        console.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
+        root.addHandler(console)
         spawn_loop("log-flush", lambda: FLUSH_INTERVAL, _handler.flush_to_database)
         on_stop(_handler.flush_to_database)
     set_level(level)

@@ -250,13 +250,21 @@ def test_logs_query_filters(server):
 def test_service_records_reach_the_logs(server):
     headers = server.headers("admin")
     requests.patch(f"{server.url}/api/v1/config", headers=headers, json={"memory.top_k": 4})
+    fresh_get(f"{server.url}/api/v1/missing-page", headers=headers)
+
+    def logged(module, level, text):
+        body = fresh_get(f"{server.url}/api/v1/logs", headers=headers,
+                         params={"module": module, "level": level}).json()
+        return any(text in e["message"] for e in body["entries"])
+
     deadline = time.time() + 5
     while time.time() < deadline:
-        body = fresh_get(f"{server.url}/api/v1/logs", headers=headers, params={"module": "config"}).json()
-        if any("memory.top_k" in e["message"] for e in body["entries"]):
+        if (logged("config", "info", "memory.top_k")
+                and logged("http", "debug", "PATCH /api/v1/config 200")
+                and logged("http", "info", "GET /api/v1/missing-page 404")):
             return
         time.sleep(0.1)
-    raise AssertionError("the config change was not logged")
+    raise AssertionError("the config change or the requests were not logged")
 
 
 def test_sse_stream_receives_records_from_other_processes(server):
