@@ -1,4 +1,7 @@
+from datetime import timedelta
+
 import click
+from flask import current_app
 
 from app.core import auth
 from app.core.db import connection, iso, utcnow
@@ -10,11 +13,12 @@ group = click.Group("auth", help="Manage API tokens.")
 @click.option("--name", required=True, help="What the token is for.")
 @click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(auth.SCOPES),
               help="read, write or admin; repeat for several.")
-@click.option("--expires", default=None, help="Lifetime such as 30d, 12h; default never.")
+@click.option("--expires", default=None,
+              help="Lifetime such as 30d, 12h; default [auth] default_token_expiry_days, 0 meaning never.")
 def create_token(name, scopes, expires):
     """Create a token and print it alone on the last line."""
     try:
-        lifetime = auth.parse_duration(expires) if expires else None
+        lifetime = auth.parse_duration(expires) if expires else _default_lifetime()
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--expires") from None
     with connection():
@@ -23,6 +27,11 @@ def create_token(name, scopes, expires):
     click.echo(f"Created token {row.id} ({name}; scopes: {row.scopes}; expires: {expiry}).", err=True)
     click.echo("Store it now: it is not shown again.", err=True)
     click.echo(token)
+
+
+def _default_lifetime():
+    days = current_app.extensions["lockgate"].settings.get("auth.default_token_expiry_days")
+    return timedelta(days=days) if days else None
 
 
 @group.command("list")

@@ -210,7 +210,10 @@ def test_config_redaction_and_hot_reload_in_every_worker(server_factory):
 
 
 def test_config_show_cli_redacts(server_factory):
-    server = server_factory({"provider": {"api_key": "sk-cli-secret"}})
+    server = server_factory({"provider": {"api_key": "sk-cli-secret"}, "auth": {"default_token_expiry_days": 2}})
+    server.flask("auth", "token", "--name", "short-lived", "--scope", "read")
+    listing = next(line for line in server.flask("auth", "list").stdout.splitlines() if "short-lived" in line)
+    assert "never" not in listing and "active" in listing
     out = server.flask("config", "show").stdout
     assert "***REDACTED***" in out and "sk-cli-secret" not in out
     assert "m0001_platform" in server.flask("db", "status").stdout
