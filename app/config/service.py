@@ -34,7 +34,7 @@ def patch(settings: Settings, changes: dict) -> dict:
         write_changes(settings.path, to_write)
         settings.refresh()
         log.info("configuration updated: %s", ", ".join(sorted(to_write)))
-    updated = list(to_write)
+    updated = sorted(to_write)
     reload_required = any(needs_restart(key) for key in updated)
     if updated:
         events.publish("config.updated", {"updated": updated, "reload_required": reload_required})

@@ -20,6 +20,8 @@ from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 database = DatabaseProxy()
 
 BUSY_RETRY_SECONDS = 30.0
+# How long a request waits for a pooled connection when all are in use.
+POOL_WAIT_SECONDS = 10
 
 
 def utcnow() -> datetime:
@@ -113,6 +115,7 @@ def make_database(url: str):
             port=parsed.port or 5432,
             max_connections=int(options.pop("max_connections", 32)),
             stale_timeout=300,
+            timeout=POOL_WAIT_SECONDS,
             **options,
         )
     if parsed.scheme == "sqlite":
@@ -123,8 +126,8 @@ def make_database(url: str):
             path,
             max_connections=64,
             stale_timeout=300,
+            timeout=POOL_WAIT_SECONDS,
             check_same_thread=False,
-            timeout=0.005,
             pragmas={
                 "journal_mode": "wal",
                 "synchronous": "normal",

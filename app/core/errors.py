@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import g, jsonify
+from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("http")
@@ -117,6 +118,10 @@ def handle_exception(exc: Exception):
         return error_response(exc)
     if isinstance(exc, HTTPException):
         return error_response(from_http_exception(exc))
+    if isinstance(exc, MaxConnectionsExceeded):
+        log.warning("database connection pool exhausted (request %s)", g.get("request_id"))
+        return error_response(ServiceUnavailable("Too busy: no database connection free; retry shortly",
+                                                 headers={"Retry-After": "1"}))
     request_id = getattr(g, "request_id", None)
     log.exception("unhandled error (request %s)", request_id)
     return error_response(InternalError(f"Unexpected server error (request id {request_id})"))

@@ -50,7 +50,7 @@ class GunicornServer:
         env.pop("LOCKGATE_STARTED_AT", None)
         return env
 
-    def start(self, timeout: float = 30.0) -> GunicornServer:
+    def start(self, timeout: float = 60.0) -> GunicornServer:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app",
@@ -62,11 +62,11 @@ class GunicornServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited early:\n{self.log()}")
             try:
-                if requests.get(f"{self.url}/api/v1/status/health", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/api/v1/status/health", timeout=5).status_code == 200:
                     self._wait_for_workers(deadline)
                     return self
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # workers still booting: the master accepts before they answer
             time.sleep(0.1)
         raise RuntimeError(f"gunicorn did not become healthy:\n{self.log()}")
 
