@@ -83,11 +83,17 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _register_blueprints(api: Api) -> None:
     from app.config.routes import blp as config_blp
+    from app.hooks.routes import blp as hooks_blp
     from app.logs.routes import blp as logs_blp
     from app.status.routes import blp as status_blp
 
     for blp in (status_blp, config_blp, logs_blp):
         api.register_blueprint(blp)
+
+    from app.sessions.routes import blp as sessions_blp
+
+    api.register_blueprint(sessions_blp)
+    api.register_blueprint(hooks_blp)
 
 
 def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
@@ -168,3 +174,11 @@ def start_background(app: Flask) -> None:
     core_logging.install(state.settings.get("logs.level"))
     state.settings_listeners.append(lambda s: core_logging.set_level(s.get("logs.level")))
     start_log_sweeper(state)
+
+    from app.sessions.sweeper import start as start_session_sweeper
+
+    start_session_sweeper(state)
+
+    from app.hooks.delivery import start as start_hook_delivery
+
+    start_hook_delivery(state)

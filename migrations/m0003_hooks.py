@@ -27,7 +27,7 @@ def upgrade(db):
     })
     delivery = frozen_model(db, "hook_delivery", {
         "id": CharField(primary_key=True, max_length=40),
-        "hook": ForeignKeyField(hook, on_delete="CASCADE", index=True),
+        "hook": ForeignKeyField(hook, on_delete="CASCADE", index=False),
         "event": CharField(max_length=100),
         "body": TextField(),
         "status": CharField(max_length=16, default="pending"),
@@ -36,10 +36,13 @@ def upgrade(db):
         "attempt_count": IntegerField(default=0),
         "claim_token": CharField(max_length=32, null=True),
         "claimed_by": CharField(max_length=200, null=True),
-        "claimed_until": DateTimeField(null=True),
+        "claimed_until": DateTimeField(null=True, index=True),
         "created_at": DateTimeField(),
         "completed_at": DateTimeField(null=True, index=True),
-    }, indexes=((("status", "next_attempt_at"), False),))
+    }, indexes=(
+        (("hook", "status", "next_attempt_at"), False),
+        (("hook", "created_at"), False),
+    ))
     attempt = frozen_model(db, "hook_attempt", {
         "id": AutoField(),
         "delivery": ForeignKeyField(delivery, on_delete="CASCADE", index=True),

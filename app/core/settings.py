@@ -72,6 +72,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "idle_after_secs": Field("int", 300, minimum=1),
         "system_prompt": Field("str", "You are a helpful assistant."),
         "sweep_interval_secs": Field("float", 5.0, minimum=0.1),
+        # A turn holds its session's lock this long past its worker's last sign
+        # of life, so a killed worker blocks the session for at most this.
+        "lock_ttl_secs": Field("float", 10.0, minimum=1.0),
+        # How long a message waits for the session's previous turn before a 409.
+        "lock_wait_secs": Field("float", 120.0, minimum=0),
     },
     "memory": {
         "backend": Field("str", "sqlite", hot=False, choices=("sqlite", "none")),

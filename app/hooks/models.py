@@ -39,7 +39,7 @@ class HookDelivery(BaseModel):
     """One event for one hook: the outbox row. Its id is the ``webhook-id`` header."""
 
     id = CharField(primary_key=True, max_length=40)
-    hook = ForeignKeyField(Hook, on_delete="CASCADE", index=True)
+    hook = ForeignKeyField(Hook, on_delete="CASCADE", index=False)  # led by the composite index
     event = CharField(max_length=100)
     body = TextField()  # the exact JSON sent, identical on every attempt
     status = CharField(max_length=16, default=PENDING)
@@ -48,12 +48,17 @@ class HookDelivery(BaseModel):
     attempt_count = IntegerField(default=0)
     claim_token = CharField(max_length=32, null=True)
     claimed_by = CharField(max_length=200, null=True)
-    claimed_until = DateTimeField(null=True)
+    claimed_until = DateTimeField(null=True, index=True)
     created_at = DateTimeField(default=utcnow)
     completed_at = DateTimeField(null=True, index=True)
 
     class Meta:
-        indexes = ((("status", "next_attempt_at"), False),)
+        # No index leads with status: "pending" matches most rows, and such an
+        # index would tempt the planner away from the primary key in claims.
+        indexes = (
+            (("hook", "status", "next_attempt_at"), False),  # a hook's due rows, oldest first
+            (("hook", "created_at"), False),  # a hook's deliveries, newest first
+        )
 
 
 class HookAttempt(BaseModel):

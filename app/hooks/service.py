@@ -1,0 +1,206 @@
+"""Webhook registration and the operator's view of deliveries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+
+from app.core.db import iso, transaction, utcnow
+from app.core.errors import BadRequest, Conflict, NotFound
+from app.hooks import catalogue, outbox, signing, targets
+from app.hooks.models import PENDING, Hook, HookAttempt, HookDelivery
+
+log = logging.getLogger("hooks")
+
+PING_MESSAGE = "Test event from Lockgate: this hook is reachable and signatures verify."
+
+
+def to_dict(hook: Hook) -> dict:
+    return {
+        "id": hook.id,
+        "url": hook.url,
+        "events": hook.event_list,
+        "active": hook.active,
+        "created_at": iso(hook.created_at),
+        "updated_at": iso(hook.updated_at),
+        "disabled_reason": hook.disabled_reason,
+        "consecutive_failures": hook.consecutive_failures,
+    }
+
+
+def _find(hook_id: str) -> Hook:
+    hook = Hook.get_or_none(Hook.id == hook_id)
+    if hook is None:
+        raise NotFound(f"No hook {hook_id!r}")
+    return hook
+
+
+def _normalise_events(names: list[str]) -> list[str]:
+    if catalogue.WILDCARD in names:
+        return [catalogue.WILDCARD]
+    return list(dict.fromkeys(names))
+
+
+def check_target(url: str, allow_private: bool) -> None:
+    """Refuse URLs that resolve to non-public addresses (unless allowed); DNS happens here, outside any transaction."""
+    if allow_private:
+        return
+    try:
+        targets.allowed_addresses(targets.parse(url), allow_private=False)
+    except targets.TargetRefused as exc:
+        raise BadRequest("Webhook target refused", details={
+            "url": [f"{exc}; set [hooks] allow_private_targets = true to allow it"]}) from None
+    except (targets.TransportError, ValueError) as exc:
+        raise BadRequest("Webhook target refused", details={"url": [str(exc)]}) from None
+
+
+def list_hooks() -> list[dict]:
+    return [to_dict(hook) for hook in Hook.select().order_by(Hook.created_at, Hook.id)]
+
+
+def get_hook(hook_id: str) -> dict:
+    return to_dict(_find(hook_id))
+
+
+def create_hook(data: dict, allow_private: bool) -> dict:
+    check_target(data["url"], allow_private)
+    secret = data.get("secret")
+    generated = secret is None
+    if generated:
+        secret = signing.generate_secret()
+    now = utcnow()
+    hook = Hook.create(
+        id=f"hook_{secrets.token_hex(8)}",
+        url=data["url"],
+        events=json.dumps(_normalise_events(data["events"])),
+        secret=secret,
+        active=True,
+        created_at=now,
+        updated_at=now,
+    )
+    log.info("hook %s registered for %s", hook.id, hook.url)
+    body = to_dict(hook)
+    if generated:
+        body["secret"] = secret  # the only time a secret leaves the server
+    return body
+
+
+def update_hook(hook_id: str, changes: dict, allow_private: bool) -> dict:
+    if not changes:
+        raise BadRequest("No changes given", details={"_schema": ["give url, events, active, secret or rotate_secret"]})
+    if "url" in changes:
+        check_target(changes["url"], allow_private)
+    new_secret = signing.generate_secret() if changes.get("rotate_secret") else changes.get("secret")
+    now = utcnow()
+    with transaction():
+        hook = _find(hook_id)
+        was_active = hook.active
+        if "url" in changes:
+            hook.url = changes["url"]
+        if "events" in changes:
+            hook.events = json.dumps(_normalise_events(changes["events"]))
+        if new_secret:
+            hook.secret = new_secret
+        if changes.get("active") is True and not was_active:
+            hook.active, hook.consecutive_failures, hook.disabled_reason = True, 0, None
+        elif changes.get("active") is False and was_active:
+            hook.active = False
+            outbox.cancel_pending(hook.id, now)
+        hook.updated_at = now
+        hook.save()
+    log.info("hook %s updated: %s", hook_id, ", ".join(sorted(changes)))
+    body = to_dict(hook)
+    if changes.get("rotate_secret"):
+        body["secret"] = new_secret
+    return body
+
+
+def delete_hook(hook_id: str) -> None:
+    with transaction():
+        _find(hook_id)
+        Hook.delete().where(Hook.id == hook_id).execute()
+    log.info("hook %s deleted", hook_id)
+
+
+# ---- deliveries ---------------------------------------------------------------
+
+
+def attempt_to_dict(attempt: HookAttempt) -> dict:
+    return {
+        "number": attempt.number,
+        "started_at": iso(attempt.started_at),
+        "status_code": attempt.status_code,
+        "duration_ms": attempt.duration_ms,
+        "error": attempt.error,
+        "response": attempt.response,
+        "outcome": attempt.outcome,
+        "next_retry_at": iso(attempt.next_retry_at),
+    }
+
+
+def delivery_to_dict(delivery: HookDelivery, attempts: list[HookAttempt]) -> dict:
+    return {
+        "id": delivery.id,
+        "event": delivery.event,
+        "status": delivery.status,
+        "created_at": iso(delivery.created_at),
+        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.status == PENDING else None,
+        "completed_at": iso(delivery.completed_at),
+        "attempt_count": delivery.attempt_count,
+        "attempts": [attempt_to_dict(a) for a in sorted(attempts, key=lambda a: (a.number, a.id))],
+    }
+
+
+def _with_attempts(deliveries: list[HookDelivery]) -> list[dict]:
+    by_delivery: dict[str, list] = {d.id: [] for d in deliveries}
+    if deliveries:
+        for attempt in HookAttempt.select().where(HookAttempt.delivery.in_(list(by_delivery))):
+            by_delivery[attempt.delivery_id].append(attempt)
+    return [delivery_to_dict(d, by_delivery[d.id]) for d in deliveries]
+
+
+def list_deliveries(hook_id: str, status: str | None, event: str | None, limit: int) -> list[dict]:
+    """Newest first, each with every attempt made."""
+    _find(hook_id)
+    query = HookDelivery.select().where(HookDelivery.hook == hook_id)
+    if status:
+        query = query.where(HookDelivery.status == status)
+    if event:
+        query = query.where(HookDelivery.event == event)
+    deliveries = list(query.order_by(HookDelivery.created_at.desc()).limit(limit))
+    return _with_attempts(deliveries)
+
+
+def _delivery(delivery_id: str) -> dict:
+    delivery = HookDelivery.get_by_id(delivery_id)
+    return _with_attempts([delivery])[0]
+
+
+def send_test(hook_id: str) -> dict:
+    """Queue a ``ping`` to this hook alone; it goes out like any delivery."""
+    with transaction():
+        hook = _find(hook_id)
+        if not hook.active:
+            raise Conflict("The hook is inactive; set active to true first", details={"active": False})
+        delivery = outbox.enqueue_for(hook.id, catalogue.PING, {"hook_id": hook.id, "message": PING_MESSAGE})
+    return _delivery(delivery.id)
+
+
+def retry_delivery(hook_id: str, delivery_id: str) -> dict:
+    """Send a delivery again now, with the same webhook-id and body, and a fresh run of retries."""
+    now = utcnow()
+    with transaction():
+        hook = _find(hook_id)
+        delivery = HookDelivery.get_or_none((HookDelivery.id == delivery_id) & (HookDelivery.hook == hook_id))
+        if delivery is None:
+            raise NotFound(f"No delivery {delivery_id!r} for hook {hook_id}")
+        if not hook.active:
+            raise Conflict("The hook is inactive; set active to true first", details={"active": False})
+        not_in_flight = HookDelivery.claimed_until.is_null() | (HookDelivery.claimed_until < now)
+        changed = (HookDelivery.update(status=PENDING, next_attempt_at=now, failures=0, completed_at=None)
+                   .where((HookDelivery.id == delivery_id) & not_in_flight).execute())
+        if not changed:
+            raise Conflict("The delivery is being sent right now", details={"status": delivery.status})
+    log.info("delivery %s of hook %s queued again by request", delivery_id, hook_id)
+    return _delivery(delivery.id)
