@@ -85,15 +85,11 @@ def _register_blueprints(api: Api) -> None:
     from app.config.routes import blp as config_blp
     from app.hooks.routes import blp as hooks_blp
     from app.logs.routes import blp as logs_blp
+    from app.sessions.routes import blp as sessions_blp
     from app.status.routes import blp as status_blp
 
-    for blp in (status_blp, config_blp, logs_blp):
+    for blp in (status_blp, config_blp, logs_blp, sessions_blp, hooks_blp):
         api.register_blueprint(blp)
-
-    from app.sessions.routes import blp as sessions_blp
-
-    api.register_blueprint(sessions_blp)
-    api.register_blueprint(hooks_blp)
 
 
 def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
@@ -163,22 +159,17 @@ def _authorise(app: Flask, principal: Principal | None) -> None:
 
 
 def start_background(app: Flask) -> None:
-    """Per-worker loops: log storage, retention sweeps. Called once the worker is serving."""
+    """Per-worker loops: log storage, sweepers, webhook delivery. Called once the worker is serving."""
     state: Lockgate = app.extensions["lockgate"]
     if state.background_started:
         return
     state.background_started = True
     from app.core import logging as core_logging
-    from app.logs.sweeper import start as start_log_sweeper
+    from app.hooks import delivery
+    from app.logs import sweeper as log_sweeper
+    from app.sessions import sweeper as session_sweeper
 
     core_logging.install(state.settings.get("logs.level"))
     state.settings_listeners.append(lambda s: core_logging.set_level(s.get("logs.level")))
-    start_log_sweeper(state)
-
-    from app.sessions.sweeper import start as start_session_sweeper
-
-    start_session_sweeper(state)
-
-    from app.hooks.delivery import start as start_hook_delivery
-
-    start_hook_delivery(state)
+    for area in (log_sweeper, session_sweeper, delivery):
+        area.start(state)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.agent.memory import Scope, open_memory
@@ -13,7 +13,7 @@ MEMORY_SEARCH_LIMIT = 20
 
 
 def current_time(arguments: dict, context: ToolContext) -> dict:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     name = arguments.get("timezone") or "UTC"
     try:
         zone = ZoneInfo(name)

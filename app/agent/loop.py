@@ -45,7 +45,7 @@ class ToolCallRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ToolCallRecord":
+    def from_dict(cls, data: dict) -> ToolCallRecord:
         return cls(id=data["id"], name=data["name"], arguments=data.get("arguments") or {},
                    result=data.get("result", ""), is_error=bool(data.get("is_error")))
 
@@ -67,7 +67,7 @@ class Step:
         return {"content": self.content, "calls": [call.as_dict() for call in self.calls]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Step":
+    def from_dict(cls, data: dict) -> Step:
         return cls(content=data.get("content", ""), calls=[ToolCallRecord.from_dict(c) for c in data.get("calls", [])])
 
 

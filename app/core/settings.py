@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.core.timeparse import parse_duration
+
 REDACTED = "***REDACTED***"
 # A key names a secret when its last word is one: bot_token, api_key, client_secret
 # (but not max_tokens or token_expiry_days).
@@ -36,7 +38,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # str | int | float | bool | list | limit | duration
+    kind: str  # str | int | float | bool | list | limit | durations
     default: Any
     hot: bool = True  # takes effect without a restart
     choices: tuple = ()
@@ -95,7 +97,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "hooks": {
         "allow_private_targets": Field("bool", False),
         "timeout_secs": Field("float", 10.0, minimum=0.1),
-        "retry_schedule": Field("list", ["5s", "30s", "2m", "10m", "1h", "6h"]),
+        "retry_schedule": Field("durations", ["5s", "30s", "2m", "10m", "1h", "6h"]),
         "disable_after_failures": Field("int", 20, minimum=1),
         "poll_interval_secs": Field("float", 0.25, minimum=0.01),
         "max_concurrency": Field("int", 32, minimum=1),  # deliveries in flight per worker
@@ -128,6 +130,12 @@ def parse_limit(text: str) -> tuple[int, int]:
     return count, multiple * {"s": 1, "m": 60, "h": 3600}[unit]
 
 
+def _check_durations(values: list[str]) -> None:
+    for text in values:
+        if parse_duration(text).total_seconds() <= 0:
+            raise ValueError(f"durations must be positive: {text!r}")
+
+
 def coerce(field: Field, value: Any) -> Any:
     """Check one value against its field; raise ValueError with a short reason."""
     kind = field.kind
@@ -146,9 +154,11 @@ def coerce(field: Field, value: Any) -> Any:
             raise ValueError("expected a string")
         if kind == "limit":
             parse_limit(value)
-    elif kind == "list":
+    elif kind in ("list", "durations"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError("expected a list of strings")
+        if kind == "durations":
+            _check_durations(value)
     if field.choices and value not in field.choices:
         raise ValueError(f"expected one of {', '.join(field.choices)}")
     if field.minimum is not None and value < field.minimum:

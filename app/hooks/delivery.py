@@ -34,24 +34,9 @@ DB_SLOTS = 4  # senders recording at once per worker: bounded well below the con
 RETENTION_INTERVAL_SECS = 300.0
 RETRYABLE_STATUSES = {408, 429}
 
-_reported_bad_entries: set[str] = set()
-
-
-def parse_schedule(entries) -> list[float]:
-    """Seconds of each ``[hooks] retry_schedule`` entry; unusable entries are logged once and skipped."""
-    seconds = []
-    for entry in entries or []:
-        try:
-            value = parse_duration(str(entry)).total_seconds()
-        except ValueError:
-            value = None
-        if value is None or value <= 0:
-            if entry not in _reported_bad_entries:
-                _reported_bad_entries.add(entry)
-                log.warning("ignoring [hooks] retry_schedule entry %r: expected a duration like 5s, 2m, 1h", entry)
-            continue
-        seconds.append(value)
-    return seconds
+def parse_schedule(entries: list[str]) -> list[float]:
+    """Seconds of each ``[hooks] retry_schedule`` entry (validated when the config loads)."""
+    return [parse_duration(entry).total_seconds() for entry in entries]
 
 
 def policy(settings) -> outbox.Policy:

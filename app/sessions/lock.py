@@ -90,7 +90,7 @@ class SessionLock:
         self._stop_renewing = threading.Event()
         self._renewer: threading.Thread | None = None
 
-    def acquire(self) -> "SessionLock":
+    def acquire(self) -> SessionLock:
         """Wait up to ``wait`` seconds for the session; SessionBusy (409) when it stays taken."""
         deadline = time.monotonic() + self.wait
         if not worker_locks.acquire(self.name, deadline - time.monotonic()):

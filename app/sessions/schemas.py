@@ -61,8 +61,10 @@ class SessionListSchema(ma.Schema):
 
 class MessageCreateSchema(ma.Schema):
     content = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=MAX_CONTENT_CHARS))
-    stream = ma.fields.Boolean(load_default=False,
-                               metadata={"description": "Answer as Server-Sent Events (same as Accept: text/event-stream)"})
+    stream = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "Answer as Server-Sent Events (same as Accept: text/event-stream)"},
+    )
 
 
 class ToolCallSchema(ma.Schema):

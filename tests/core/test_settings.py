@@ -70,12 +70,16 @@ def test_check_patch_validates_each_key(tmp_path):
     to_write, errors = check_patch(
         {"agent.max_turns": 100, "memory.top_k": "x", "nope.key": 1, "rate_limits.default": "5/m",
          "rate_limits.config_write": "fast", "provider.api_key": REDACTED,
-         "channels_config.telegram.bot_token": "t", "channels_config.telegram": 3},
+         "channels_config.telegram.bot_token": "t", "channels_config.telegram": 3,
+         "hooks.retry_schedule": ["5s", "soon"], "hooks.timeout_secs": 0},
         settings,
     )
     assert to_write == {"agent.max_turns": 100, "rate_limits.default": "5/m",
                         "channels_config.telegram.bot_token": "t"}
-    assert set(errors) == {"memory.top_k", "nope.key", "rate_limits.config_write", "channels_config.telegram"}
+    assert set(errors) == {"memory.top_k", "nope.key", "rate_limits.config_write", "channels_config.telegram",
+                           "hooks.retry_schedule", "hooks.timeout_secs"}
+    _, errors = check_patch({"hooks.retry_schedule": ["1s", "0s"]}, settings)
+    assert "positive" in errors["hooks.retry_schedule"][0]
 
 
 def test_write_changes_keeps_comments_and_reloads(tmp_path):

@@ -133,7 +133,8 @@ def test_a_turn_that_calls_tools(api, server):
     names = [name for name, _ in events]
     assert names[:3] == ["received", "tool_call", "tool_result"]
     result = json.loads(events[2][1]["result"])
-    assert result["results"][0]["content"] == "User: the password is swordfish\nAssistant: echo: the password is swordfish"
+    expected = "User: the password is swordfish\nAssistant: echo: the password is swordfish"
+    assert result["results"][0]["content"] == expected
     assert events[-1][1]["message"]["tool_calls"][0]["name"] == "memory_search"
 
     # The agent loop's log lines carry the session they belong to.
@@ -167,7 +168,7 @@ def test_concurrent_messages_to_one_session_stay_ordered(api):
     messages = api.transcript(session["id"])
     assert [m["seq"] for m in messages] == list(range(1, 2 * count + 1))
     assert [m["role"] for m in messages] == ["user", "assistant"] * count
-    for question, answer in zip(messages[::2], messages[1::2]):
+    for question, answer in zip(messages[::2], messages[1::2], strict=True):
         assert answer["content"] == f"echo: {question['content']}"
     assert {replies[n].json()["id"] for n in range(count)} == {m["id"] for m in messages[1::2]}
     assert api.session(session["id"])["turn_count"] == count

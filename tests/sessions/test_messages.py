@@ -257,7 +257,8 @@ def test_history_is_replayed_with_its_tool_rounds(openai_app, fake_llm):
     fake_llm.queue_reply(text="You asked for the time.")
     client.post(f"/api/v1/sessions/{session_id}/messages", json={"content": "what did I ask?"}, headers=headers)
     roles = [(m["role"], m.get("content")) for m in fake_llm.requests[-1].json["messages"]]
-    assert roles[1:] == [("user", "what time is it?"), ("assistant", "Checking."), ("tool", reply["tool_calls"][0]["result"]),
+    tool_result = reply["tool_calls"][0]["result"]
+    assert roles[1:] == [("user", "what time is it?"), ("assistant", "Checking."), ("tool", tool_result),
                          ("assistant", "It is late."), ("user", "what did I ask?")]
 
 

@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from app.agent.providers import Message, ProviderError, ProviderSettings, TextDelta, create_provider
-from app.agent.providers import http
+from app.agent.providers import Message, ProviderError, ProviderSettings, TextDelta, create_provider, http
 from tests.agent.providers.fake_llm import sse
 
 HI = [Message("user", "Hi")]
