@@ -142,10 +142,14 @@ class NoMemory(Memory):
 
 
 def open_memory(backend: str) -> Memory:
-    """The memory for the configured backend on the database in use."""
+    """The memory for the configured backend on the database in use.
+
+    Its ``backend`` names what really serves it ("postgresql" when the service
+    runs on PostgreSQL), which is what the status reports.
+    """
     if backend == "none":
-        return NoMemory(backend)
-    return PostgresMemory(backend) if is_postgres() else SqliteMemory(backend)
+        return NoMemory("none")
+    return PostgresMemory("postgresql") if is_postgres() else SqliteMemory("sqlite")
 
 
 def _as_datetime(value) -> datetime:

@@ -257,9 +257,9 @@ def _move_batch(source: str, target: str, cutoff: datetime) -> list[AgentSession
 
 def status_counts(settings) -> dict:
     """This area's part of ``GET /api/v1/status``."""
-    backend = settings.get("memory.backend")
+    memory = open_memory(settings.get("memory.backend"))
     return {
         "active_sessions": count_sessions(ACTIVE),
-        "memory": {"backend": backend, "entries": open_memory(backend).count()},
+        "memory": {"backend": memory.backend, "entries": memory.count()},
     }
 
