@@ -56,7 +56,16 @@ class GunicornServer:
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app",
              "--workers", str(self.workers), "--graceful-timeout", "10"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so no worker can outlive the test
         )
+        try:
+            self._wait_until_healthy(timeout)
+        except BaseException:
+            self.kill_all()  # never leave a half-started server behind
+            raise
+        return self
+
+    def _wait_until_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -64,7 +73,7 @@ class GunicornServer:
             try:
                 if requests.get(f"{self.url}/api/v1/status/health", timeout=5).status_code == 200:
                     self._wait_for_workers(deadline)
-                    return self
+                    return
             except requests.RequestException:
                 pass  # workers still booting: the master accepts before they answer
             time.sleep(0.1)
@@ -91,8 +100,20 @@ class GunicornServer:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(5)
+            return self.kill_all()
+        finally:
+            self._kill_stragglers()
+
+    def kill_all(self) -> int | None:
+        """SIGKILL the master and every worker."""
+        self._kill_stragglers()
+        return self.process.wait(5)
+
+    def _kill_stragglers(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def flask(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run ``flask --app wsgi ARGS`` against this server's configuration."""
