@@ -32,6 +32,7 @@ from app.core import events
 from app.core.db import is_postgres, iso, transaction, utcnow
 from app.hooks import catalogue
 from app.hooks.models import FAILED, PENDING, SUCCEEDED, Hook, HookAttempt, HookDelivery
+from app.hooks.views import hook_view
 
 log = logging.getLogger("hooks::delivery")
 
@@ -314,19 +315,7 @@ def _announce_disabled(hook_id: str, now: datetime) -> None:
     hook = Hook.get_by_id(hook_id)
     log.warning("hook %s (%s) disabled after %d consecutive failed deliveries",
                 hook.id, hook.url, hook.consecutive_failures)
-    events.publish("hook.disabled", disabled_payload(hook))
-
-
-def disabled_payload(hook: Hook) -> dict:
-    return {
-        "id": hook.id,
-        "url": hook.url,
-        "events": hook.event_list,
-        "active": hook.active,
-        "created_at": iso(hook.created_at),
-        "reason": hook.disabled_reason,
-        "consecutive_failures": hook.consecutive_failures,
-    }
+    events.publish("hook.disabled", hook_view(hook))
 
 
 def cancel_pending(hook_id: str, now: datetime) -> int:

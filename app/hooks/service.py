@@ -10,23 +10,11 @@ from app.core.db import iso, transaction, utcnow
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.hooks import catalogue, outbox, signing, targets
 from app.hooks.models import PENDING, Hook, HookAttempt, HookDelivery
+from app.hooks.views import hook_view
 
 log = logging.getLogger("hooks")
 
 PING_MESSAGE = "Test event from Lockgate: this hook is reachable and signatures verify."
-
-
-def to_dict(hook: Hook) -> dict:
-    return {
-        "id": hook.id,
-        "url": hook.url,
-        "events": hook.event_list,
-        "active": hook.active,
-        "created_at": iso(hook.created_at),
-        "updated_at": iso(hook.updated_at),
-        "disabled_reason": hook.disabled_reason,
-        "consecutive_failures": hook.consecutive_failures,
-    }
 
 
 def _find(hook_id: str) -> Hook:
@@ -56,11 +44,11 @@ def check_target(url: str, allow_private: bool) -> None:
 
 
 def list_hooks() -> list[dict]:
-    return [to_dict(hook) for hook in Hook.select().order_by(Hook.created_at, Hook.id)]
+    return [hook_view(hook) for hook in Hook.select().order_by(Hook.created_at, Hook.id)]
 
 
 def get_hook(hook_id: str) -> dict:
-    return to_dict(_find(hook_id))
+    return hook_view(_find(hook_id))
 
 
 def create_hook(data: dict, allow_private: bool) -> dict:
@@ -80,7 +68,7 @@ def create_hook(data: dict, allow_private: bool) -> dict:
         updated_at=now,
     )
     log.info("hook %s registered for %s", hook.id, hook.url)
-    body = to_dict(hook)
+    body = hook_view(hook)
     if generated:
         body["secret"] = secret  # the only time a secret leaves the server
     return body
@@ -110,7 +98,7 @@ def update_hook(hook_id: str, changes: dict, allow_private: bool) -> dict:
         hook.updated_at = now
         hook.save()
     log.info("hook %s updated: %s", hook_id, ", ".join(sorted(changes)))
-    body = to_dict(hook)
+    body = hook_view(hook)
     if changes.get("rotate_secret"):
         body["secret"] = new_secret
     return body
@@ -126,7 +114,7 @@ def delete_hook(hook_id: str) -> None:
 # ---- deliveries ---------------------------------------------------------------
 
 
-def attempt_to_dict(attempt: HookAttempt) -> dict:
+def attempt_hook_view(attempt: HookAttempt) -> dict:
     return {
         "number": attempt.number,
         "started_at": iso(attempt.started_at),
@@ -139,7 +127,7 @@ def attempt_to_dict(attempt: HookAttempt) -> dict:
     }
 
 
-def delivery_to_dict(delivery: HookDelivery, attempts: list[HookAttempt]) -> dict:
+def delivery_hook_view(delivery: HookDelivery, attempts: list[HookAttempt]) -> dict:
     return {
         "id": delivery.id,
         "event": delivery.event,
@@ -148,7 +136,7 @@ def delivery_to_dict(delivery: HookDelivery, attempts: list[HookAttempt]) -> dic
         "next_attempt_at": iso(delivery.next_attempt_at) if delivery.status == PENDING else None,
         "completed_at": iso(delivery.completed_at),
         "attempt_count": delivery.attempt_count,
-        "attempts": [attempt_to_dict(a) for a in sorted(attempts, key=lambda a: (a.number, a.id))],
+        "attempts": [attempt_hook_view(a) for a in sorted(attempts, key=lambda a: (a.number, a.id))],
     }
 
 
@@ -157,7 +145,7 @@ def _with_attempts(deliveries: list[HookDelivery]) -> list[dict]:
     if deliveries:
         for attempt in HookAttempt.select().where(HookAttempt.delivery.in_(list(by_delivery))):
             by_delivery[attempt.delivery_id].append(attempt)
-    return [delivery_to_dict(d, by_delivery[d.id]) for d in deliveries]
+    return [delivery_hook_view(d, by_delivery[d.id]) for d in deliveries]
 
 
 def list_deliveries(hook_id: str, status: str | None, event: str | None, limit: int) -> list[dict]:

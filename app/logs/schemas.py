@@ -3,19 +3,18 @@ import marshmallow as ma
 from app.core.logging import LEVELS
 
 
-class LogsQuerySchema(ma.Schema):
-    level = ma.fields.String(load_default="info", validate=ma.validate.OneOf(list(LEVELS)))
-    module = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
+class StreamQuerySchema(ma.Schema):
+    level = ma.fields.String(load_default="info", validate=ma.validate.OneOf(list(LEVELS)),
+                             metadata={"description": "Minimum level"})
+    module = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200),
+                              metadata={"description": "Module, with its sub-modules (agent matches agent::loop)"})
     since = ma.fields.String(load_default=None, validate=ma.validate.Length(max=64),
                              metadata={"description": "ISO 8601 timestamp or a duration such as 1h, 30m, 2d"})
+
+
+class LogsQuerySchema(StreamQuerySchema):
     limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=1000))
-    stream = ma.fields.Boolean(load_default=False)
-
-
-class StreamQuerySchema(ma.Schema):
-    level = ma.fields.String(load_default="info", validate=ma.validate.OneOf(list(LEVELS)))
-    module = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
-    since = ma.fields.String(load_default=None, validate=ma.validate.Length(max=64))
+    stream = ma.fields.Boolean(load_default=False, metadata={"description": "Answer as Server-Sent Events"})
 
 
 class LogEntrySchema(ma.Schema):

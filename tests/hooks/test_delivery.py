@@ -196,7 +196,7 @@ def test_consecutive_failures_disable_the_hook_and_announce_it(app_factory, auth
     event = announcement.verify(watcher["secret"])
     assert event["type"] == "hook.disabled"
     assert event["data"]["id"] == bad["id"] and event["data"]["active"] is False
-    assert event["data"]["reason"] == "3 consecutive failed deliveries"
+    assert event["data"]["disabled_reason"] == "3 consecutive failed deliveries"
     assert event["data"]["consecutive_failures"] == 3
     assert bad["secret"] not in announcement.body.decode()
 
