@@ -1,6 +1,7 @@
 """Delivery in process: the dispatcher runs inside the test against a real receiver."""
 
 import json
+import re
 import time
 from datetime import datetime, timedelta
 
@@ -151,7 +152,10 @@ def test_timeouts_are_retried(app_factory, auth, receiver, publish):
     with connection():
         attempts = list(HookAttempt.select().order_by(HookAttempt.number))
     assert [a.outcome for a in attempts] == ["retrying", "succeeded"]
-    assert attempts[0].error == "timed out after 0.3s" and attempts[0].status_code is None
+    # The limit is what remained of the 0.3 s budget when the request went out.
+    limit = re.fullmatch(r"timed out after ([\d.]+)s", attempts[0].error)
+    assert limit and 0.2 < float(limit[1]) <= 0.3, attempts[0].error
+    assert attempts[0].status_code is None
     assert attempts[0].duration_ms < 900
 
 
