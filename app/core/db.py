@@ -8,6 +8,7 @@ gevent has patched the process).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -45,7 +46,7 @@ def _retry_busy(run):
     while True:
         try:
             return run()
-        except OperationalError as exc:
+        except (OperationalError, sqlite3.OperationalError) as exc:
             if not _is_busy(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(delay)
@@ -62,6 +63,11 @@ class SqliteDatabase(PooledSqliteDatabase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._lock_type = "IMMEDIATE"
+
+    def _connect(self):
+        # Opening sets WAL mode, which needs a moment of exclusive access: when
+        # several workers start on a new file at once, all but one are told "busy".
+        return _retry_busy(lambda: super(SqliteDatabase, self)._connect())
 
     def execute_sql(self, sql, params=None):
         return _retry_busy(lambda: super(SqliteDatabase, self).execute_sql(sql, params))

@@ -81,3 +81,36 @@ def test_retention_by_age_and_count(app):
         remaining = [r.message for r in LogEntry.select().order_by(LogEntry.id)]
     assert removed == 51
     assert remaining == [f"new {i}" for i in range(50, 150)]
+
+
+def test_opening_a_new_sqlite_file_waits_while_another_worker_writes(tmp_path):
+    """Switching a new file to WAL answers "locked" at once while another connection writes:
+    a worker starting next to one that is migrating must wait, not fail to boot."""
+    import sqlite3
+    import threading
+
+    from app.core.db import make_database
+
+    path = tmp_path / "fresh.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    outcome = []
+
+    def open_database():
+        db = make_database(f"sqlite:///{path}")
+        try:
+            db.connect()
+            outcome.append(db.execute_sql("PRAGMA journal_mode").fetchone()[0])
+            db.close()
+        except Exception as exc:  # noqa: BLE001 - the assertion reports it
+            outcome.append(exc)
+
+    opener = threading.Thread(target=open_database)
+    opener.start()
+    opener.join(0.3)
+    assert opener.is_alive()  # still waiting for the writer
+    writer.execute("COMMIT")
+    opener.join(10)
+    assert outcome == ["wal"]
