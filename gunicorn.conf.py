@@ -43,6 +43,14 @@ def post_worker_init(worker):
     lifecycle.worker_started(worker)
 
 
+def post_request(worker, req, environ, resp):
+    # gevent does not switch greenlets while a read finds data waiting, so one
+    # busy keep-alive connection could monopolise a worker: yield after each request.
+    import gevent
+
+    gevent.sleep(0)
+
+
 def worker_exit(server, worker):
     from app.core import background
 

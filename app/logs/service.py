@@ -120,10 +120,14 @@ def stream(log_filter: LogFilter, last_event_id: int | None, heartbeat: float):
             if batch is None:
                 yield sse.comment()
                 continue
+            frames = []
             for entry in batch:
                 if entry.id > cursor and log_filter.matches(entry):
                     cursor = entry.id
-                    yield _frame(entry)
+                    frames.append(_frame(entry))
+            if frames:
+                # One write per poll, not per record: socket writes dominate fan-out cost.
+                yield "".join(frames)
     finally:
         unsubscribe()
         subscription.close()
