@@ -16,13 +16,18 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from peewee import fn
+
 from app.agent.models import MemoryEntry
-from app.core.db import database, is_postgres, utcnow
+from app.core.db import database, is_postgres, prepared, utcnow
 
 # The query is the user's whole message: keep the search to its first words.
 MAX_QUERY_TERMS = 32
 MAX_PART_CHARS = 4_000
 WORD = re.compile(r"[^\W_]+")
+
+# Counted on every status request.
+_count_entries = prepared(lambda: MemoryEntry.select(fn.COUNT(MemoryEntry.id)))
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class Memory:
                            created_at=utcnow())
 
     def count(self) -> int:
-        return MemoryEntry.select().count()
+        return int(_count_entries().fetchone()[0])
 
     def recall(self, query: str, scope: Scope, limit: int) -> list[Recalled]:
         terms = search_terms(query)

@@ -13,9 +13,8 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 
-from app.core.db import database, utcnow
+from app.core.db import prepared, utcnow
 from app.core.models import ApiToken
 
 SCOPES = ("read", "write", "admin")
@@ -86,16 +85,12 @@ def authenticate(header: str | None, now: datetime | None = None) -> Principal |
 _LOOKUP_FIELDS = (ApiToken.token_hash, ApiToken.name, ApiToken.scopes, ApiToken.expires_at, ApiToken.revoked_at)
 
 
-@lru_cache(maxsize=8)
-def _lookup_sql(db) -> str:
-    # Every request runs this lookup; building its SQL through the ORM cost
-    # more than running it, and the statement never changes.
-    sql, _params = ApiToken.select(*_LOOKUP_FIELDS).where(ApiToken.id == "").sql()
-    return sql
+# Every request looks its token up.
+_lookup = prepared(lambda: ApiToken.select(*_LOOKUP_FIELDS).where(ApiToken.id == ""))
 
 
 def _find(token_id: str) -> dict | None:
-    row = database.execute_sql(_lookup_sql(database.obj), (token_id,)).fetchone()
+    row = _lookup(token_id).fetchone()
     if row is None:
         return None
     return {field.name: field.python_value(value) for field, value in zip(_LOOKUP_FIELDS, row, strict=True)}

@@ -22,7 +22,7 @@ from peewee import EXCLUDED, fn
 
 from app.agent.memory import open_memory
 from app.core import events
-from app.core.db import iso, transaction, utcnow
+from app.core.db import iso, prepared, transaction, utcnow
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.sessions.models import ACTIVE, IDLE, TERMINATED, AgentSession, SessionMessage, SessionTally
 
@@ -104,11 +104,15 @@ def adjust_tallies(changes: Counter) -> None:
          .execute())
 
 
+# Counted on every list and status request.
+_status_total = prepared(lambda: SessionTally.select(fn.SUM(SessionTally.count)).where(SessionTally.status == ""))
+_channel_total = prepared(lambda: SessionTally.select(fn.SUM(SessionTally.count))
+                          .where((SessionTally.status == "") & (SessionTally.channel == "")))
+
+
 def count_sessions(status: str, channel: str | None = None) -> int:
-    query = SessionTally.select(fn.COALESCE(fn.SUM(SessionTally.count), 0)).where(SessionTally.status == status)
-    if channel is not None:
-        query = query.where(SessionTally.channel == channel)
-    return int(query.scalar() or 0)
+    cursor = _status_total(status) if channel is None else _channel_total(status, channel)
+    return int(cursor.fetchone()[0] or 0)
 
 
 def recount_tallies() -> None:
