@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import runpy
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,14 @@ from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+
+
+def discard(work: Path, keep: bool) -> None:
+    """Remove a benchmark's temp directory, or say where it is when asked to keep it."""
+    if keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def free_port() -> int:

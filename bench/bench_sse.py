@@ -42,7 +42,6 @@ import math
 import os
 import re
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import ROOT, Gunicorn, MachineLoad, cpu_seconds, machine, rss_kib  # noqa: E402
+from _server import ROOT, Gunicorn, MachineLoad, cpu_seconds, discard, machine, rss_kib  # noqa: E402
 
 MODULE = "bench::sse"
 OPENS_PER_TOKEN_PER_SEC = 25
@@ -453,10 +452,7 @@ def main() -> int:
             if client.poll() is None:
                 client.kill()
         server.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        discard(work, args.keep)
     return 0
 
 

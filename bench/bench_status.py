@@ -36,7 +36,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import ROOT, Gunicorn, MachineLoad, cpu_seconds, machine, project_gunicorn_settings  # noqa: E402
+from _server import (  # noqa: E402
+    ROOT,
+    Gunicorn,
+    MachineLoad,
+    cpu_seconds,
+    discard,
+    machine,
+    project_gunicorn_settings,
+)
 
 LUA = ROOT / "bench" / "wrk_status.lua"
 GENEROUS = {"rate_limits": {"default": "1000000/s", "probes": "1000000/s"}}
@@ -216,10 +224,7 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        discard(work, args.keep)
     return 0
 
 

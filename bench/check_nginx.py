@@ -44,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import ROOT, Gunicorn, free_port  # noqa: E402
+from _server import ROOT, Gunicorn, discard, free_port  # noqa: E402
 
 SITE = ROOT / "bench" / "nginx" / "lockgate.conf"
 MAIN_CONF = """\
@@ -307,10 +307,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 nginx.kill()
         server.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        discard(work, args.keep)
     print(f"\n{'all checks passed' if not failures else f'{len(failures)} check(s) failed: ' + '; '.join(failures)}")
     return 1 if failures else 0
 
