@@ -25,8 +25,19 @@ def check_window(decisions):
     assert decisions[-1].headers()["Retry-After"] == str(decisions[-1].retry_after)
 
 
-def test_sqlite_counters_fixed_window(tmp_path):
-    rl = limiter(SqliteCounters(tmp_path / "rl.db"), tmp_path)
+# The side SQLite file always; Redis too when the suite has one (CI always does).
+COUNTER_STORES = ["sqlite"] + (["redis"] if REDIS_URL else [])
+
+
+def make_counters(store, tmp_path):
+    if store == "redis":
+        return RedisCounters(REDIS_URL, prefix=f"lockgate-test:{uuid.uuid4().hex}:")
+    return SqliteCounters(tmp_path / "rl.db")
+
+
+@pytest.mark.parametrize("store", COUNTER_STORES)
+def test_counters_fixed_window(tmp_path, store):
+    rl = limiter(make_counters(store, tmp_path), tmp_path)
     now = 1_000_000.0
     check_window(exercise(rl, "token:a", now))
     # Another identity has its own budget; the next window starts afresh.
@@ -51,12 +62,6 @@ def test_sqlite_counters_are_shared_between_processes(tmp_path):
     for thread in threads:
         thread.join()
     assert results.count(True) == 5
-
-
-@pytest.mark.skipif(not REDIS_URL, reason="LOCKGATE_TEST_REDIS_URL is not set (CI always sets it)")
-def test_redis_counters(tmp_path):
-    counters = RedisCounters(REDIS_URL, prefix=f"lockgate-test:{uuid.uuid4().hex}:")
-    check_window(exercise(limiter(counters, tmp_path), "token:a", 3_000_000.0))
 
 
 def test_the_counters_the_app_picks_count_exactly(app_factory, backend):
