@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-test
+.PHONY: run test install install-test config-reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,3 +25,7 @@ run: install
 # too when LOCKGATE_TEST_DATABASE_URL / LOCKGATE_TEST_REDIS_URL are set).
 test: install-test
 	$(BIN)/python -m pytest
+
+# Regenerates docs/configuration.md from the settings schema (tests/config/test_reference.py checks it).
+config-reference: install
+	$(BIN)/python -m app.core.config_reference > docs/configuration.md

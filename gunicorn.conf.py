@@ -9,12 +9,20 @@ import sys
 import time
 
 from app.core.settings import ConfigError, load_settings
+from app.core.startup import StartupError, check_service_start
 
 try:
     _settings = load_settings()
 except ConfigError as exc:
     print(f"lockgate: configuration error: {exc}", file=sys.stderr)
     sys.exit(2)
+# Before any worker forks: a data directory that cannot be written, or a database
+# lost since the last run, stops the service here with one line.
+try:
+    check_service_start(_settings)
+except StartupError as exc:
+    print(f"lockgate: {exc}", file=sys.stderr)
+    sys.exit(1)
 
 bind = f"{_settings.get('gateway.host')}:{_settings.get('gateway.port')}"
 worker_class = "gevent"
@@ -24,6 +32,13 @@ worker_connections = 10000
 timeout = 30
 graceful_timeout = 15
 keepalive = 5
+# Request line and header sizes: nginx (large_client_header_buffers 4 8000 in
+# docs/operations.md) refuses anything bigger first, in Lockgate's JSON envelope;
+# these are a little above it so that whatever nginx forwards gunicorn accepts,
+# and they still bound a client talking to gunicorn directly.
+limit_request_line = 8190  # gunicorn's maximum; its default (4094) is below nginx's
+limit_request_fields = 100  # far above any real client; nginx does not count header fields
+limit_request_field_size = 8190
 accesslog = None
 errorlog = "-"
 loglevel = "info"
@@ -39,8 +54,10 @@ def on_starting(server):
 
 def post_worker_init(worker):
     from app.core import lifecycle
+    from app.factory import start_background
 
-    lifecycle.worker_started(worker)
+    start_background(worker.wsgi)
+    lifecycle.watch_worker(worker)
 
 
 def post_request(worker, req, environ, resp):
@@ -49,6 +66,17 @@ def post_request(worker, req, environ, resp):
     import gevent
 
     gevent.sleep(0)
+
+
+def worker_int(worker):
+    # Ctrl-C (SIGINT, then the master's SIGQUIT): gunicorn calls this in a greenlet that
+    # next raises SystemExit, which gevent prints as a traceback when the main greenlet has
+    # already finished. The worker is marked not alive, so the main greenlet stops it
+    # cleanly by itself: this greenlet just never returns.
+    from gevent.event import Event
+
+    worker.alive = False
+    Event().wait()
 
 
 def worker_exit(server, worker):

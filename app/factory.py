@@ -10,15 +10,16 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
-from app.core import errors, migrate
-from app.core.api import Api, api_config, required_scope
-from app.core.auth import Principal, authenticate
+from app.core import errors, events, jsonbody, migrate, startup
+from app.core.api import Api, api_config, rate_group, required_scope
+from app.core.areas import areas
+from app.core.auth import Principal, authenticate, unauthorized
 from app.core.clientip import client_address
-from app.core.db import connection, database, init_database, is_postgres
-from app.core.errors import Forbidden, RateLimited, Unauthorized
-from app.core.ratelimit import RateLimiter, group_for, make_counters
+from app.core.db import is_postgres, release_connection
+from app.core.errors import Forbidden, RateLimited
+from app.core.ratelimit import RateLimiter, make_counters
 from app.core.settings import Settings, load_settings
 
 access_log = logging.getLogger("http")
@@ -41,6 +42,7 @@ class Lockgate:
     version: str
     started_at: float = field(default_factory=time.time)
     background_started: bool = False
+    migrations_applied: list = field(default_factory=list)  # by this process's start-up, for ``db upgrade``
     settings_listeners: list = field(default_factory=list)
 
     def refresh_settings(self) -> None:
@@ -55,16 +57,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     version = package_version()
     app.config.update(api_config(version))
     app.config["MAX_CONTENT_LENGTH"] = settings.get("gateway.max_body_bytes")
+    app.json = jsonbody.JSONProvider(app)
     app.json.sort_keys = False
 
-    init_database(settings.database_url)
-    with connection():
-        migrate.upgrade()
+    startup.check_directories(settings)
+    applied = migrate.open_database(settings)
 
     state = Lockgate(
         settings=settings,
         limiter=RateLimiter(make_counters(settings, is_postgres()), settings),
         version=version,
+        migrations_applied=applied,
         started_at=float(os.environ.get("LOCKGATE_STARTED_AT") or time.time()),
     )
     state.settings_listeners.append(lambda s: app.config.update(MAX_CONTENT_LENGTH=s.get("gateway.max_body_bytes")))
@@ -72,24 +75,23 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     errors.register(app)
     api = Api(app)
-    _register_blueprints(api)
+    _register_areas(app, api)
     _install_request_pipeline(app, state)
-
-    from app.cli import register as register_cli
-
-    register_cli(app)
     return app
 
 
-def _register_blueprints(api: Api) -> None:
-    from app.config.routes import blp as config_blp
-    from app.hooks.routes import blp as hooks_blp
-    from app.logs.routes import blp as logs_blp
-    from app.sessions.routes import blp as sessions_blp
-    from app.status.routes import blp as status_blp
+def _register_areas(app: Flask, api: Api) -> None:
+    from app.cli import core_groups
 
-    for blp in (status_blp, config_blp, logs_blp, sessions_blp, hooks_blp):
-        api.register_blueprint(blp)
+    for group in core_groups():
+        app.cli.add_command(group)
+    for area in areas():
+        for blueprint in area.blueprints:
+            api.register_blueprint(blueprint)
+        for listener in area.on_publish:
+            events.on_publish(listener)
+        for group in area.cli:
+            app.cli.add_command(group)
 
 
 def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
@@ -103,6 +105,7 @@ def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
         g.principal = principal
         _apply_rate_limit(state, principal)
         _authorise(app, principal)
+        jsonbody.check_url(request)
 
     @app.after_request
     def finish_request(response):
@@ -115,8 +118,7 @@ def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
 
     @app.teardown_request
     def close_database(_exc):
-        if not database.is_closed() and not database.in_transaction():
-            database.close()
+        release_connection()
 
 
 def _log_access(response) -> None:
@@ -136,7 +138,8 @@ def _apply_rate_limit(state: Lockgate, principal: Principal | None) -> None:
     else:
         trusted = state.settings.get("gateway.trusted_proxies") or []
         identity = "ip:" + client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted)
-    decision = state.limiter.hit(group_for(request.path, request.method), identity)
+    group = rate_group(current_app, request.endpoint, request.path, request.method)
+    decision = state.limiter.hit(group, identity)
     g.rate_limit = decision
     if decision is not None and not decision.allowed:
         raise RateLimited(
@@ -153,23 +156,23 @@ def _authorise(app: Flask, principal: Principal | None) -> None:
     if scope is None:
         return
     if principal is None:
-        raise Unauthorized()
+        raise unauthorized(request.headers.get("Authorization"))
     if not principal.allows(scope):
         raise Forbidden(f"This endpoint needs the '{scope}' scope", details={"required_scope": scope})
 
 
 def start_background(app: Flask) -> None:
-    """Per-worker loops: log storage, sweepers, webhook delivery. Called once the worker is serving."""
+    """Per-worker work: log storage, then every area's background. Called once the worker is serving."""
     state: Lockgate = app.extensions["lockgate"]
     if state.background_started:
         return
     state.background_started = True
     from app.core import logging as core_logging
-    from app.hooks import delivery
-    from app.logs import sweeper as log_sweeper
-    from app.sessions import sweeper as session_sweeper
+    from app.core import supervisor
 
     core_logging.install(state.settings.get("logs.level"))
     state.settings_listeners.append(lambda s: core_logging.set_level(s.get("logs.level")))
-    for area in (log_sweeper, session_sweeper, delivery):
-        area.start(state)
+    for area in areas():
+        for start in area.background:
+            start(state)
+    supervisor.start(state)

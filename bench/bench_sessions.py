@@ -41,7 +41,7 @@ CONFIG = {
     # Debug would store an access-log row per request: that is not what is measured.
     "logs": {"level": "warn"},
     # The sessions must stay active while they are counted.
-    "agent": {"idle_after_secs": 86_400, "session_timeout_secs": 7 * 86_400, "max_turns": 1_000_000},
+    "agent": {"idle_after_secs": 86_400, "session_timeout_secs": 7 * 86_400, "max_turns": 100_000},
 }
 INSERT_BATCH = 2_000
 

@@ -15,7 +15,7 @@ What it does, all on 127.0.0.1:
    are retried after Retry-After and counted.
 3. Measures the VmRSS of every worker (children of the gunicorn master) with
    no stream open, opens N streams from gevent client processes
-   (``--client-procs``, raw sockets, regex on the bytes: cheap), waits until
+   (``--client-procs``, raw sockets read by tests/support/sse.py), waits until
    every stream has its first bytes, measures VmRSS again: memory per stream is
    (RSS with N open - RSS with none) / N, summed over workers.
 4. A producer in this process inserts one log record every 1/rate seconds
@@ -40,7 +40,6 @@ import array
 import json
 import math
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -49,9 +48,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from _server import ROOT, Gunicorn, MachineLoad, cpu_seconds, discard, machine, rss_kib  # noqa: E402
+from bench._server import MachineLoad, cpu_seconds, deployment, discard, machine, rss_kib  # noqa: E402
+from tests.support.server import GunicornServer  # noqa: E402
+from tests.support.sse import SseStream  # noqa: E402
 
 MODULE = "bench::sse"
 OPENS_PER_TOKEN_PER_SEC = 25
@@ -65,8 +67,6 @@ def client_main(argv) -> int:
     from gevent import monkey
 
     monkey.patch_all()
-    import socket
-
     import gevent
     import gevent.event
 
@@ -81,7 +81,6 @@ def client_main(argv) -> int:
     args = parser.parse_args(argv)
 
     tokens = Path(args.tokens).read_text().split()
-    id_pattern = re.compile(rb"(?:^|\n)id: (\d+)\n")
     ids = array.array("q")
     times = array.array("d")
     stats = {"opened": 0, "failed": 0, "rejected_429": 0, "ended_clean": 0, "ended_abrupt": 0,
@@ -89,7 +88,7 @@ def client_main(argv) -> int:
     ready = gevent.event.Event()
     stop = gevent.event.Event()
     pending = [args.streams]
-    sockets = []
+    streams: list[SseStream] = []
 
     def one_done():
         pending[0] -= 1
@@ -97,79 +96,55 @@ def client_main(argv) -> int:
             ready.set()
 
     def open_stream(token):
-        request = (f"GET /api/v1/logs/stream?module=bench HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
-                   f"Accept: text/event-stream\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
+        """An open stream (opens answered 429 are retried after Retry-After), or None when refused."""
         while True:
-            sock = socket.create_connection(("127.0.0.1", args.port))
-            sock.sendall(request)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                head += data
-            status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-            if status == 429:
-                stats["rejected_429"] += 1
-                match = re.search(rb"(?i)\r\nretry-after: (\d+)", head)
-                sock.close()
-                gevent.sleep(int(match[1]) if match else 1)
-                continue
-            if status != 200:
-                stats["failed"] += 1
-                sock.close()
-                one_done()
-                return None, b""
-            return sock, head.split(b"\r\n\r\n", 1)[1]
+            stream = SseStream(f"http://127.0.0.1:{args.port}", "/api/v1/logs/stream",
+                               {"Authorization": f"Bearer {token}"}, {"module": "bench"}, timeout=None)
+            if stream.status != 429:
+                break
+            stats["rejected_429"] += 1
+            stream.close()
+            gevent.sleep(int(stream.headers.get("retry-after") or 1))
+        if stream.status != 200:
+            stats["failed"] += 1
+            stream.close()
+            one_done()
+            return None
+        return stream
 
     def run_stream(token, delay):
         gevent.sleep(delay)
         started = time.monotonic()
         try:
-            sock, rest = open_stream(token)
+            stream = open_stream(token)
         except OSError:
             stats["failed"] += 1
             one_done()
             return
-        if sock is None:
+        if stream is None:
             return
-        sockets.append(sock)
-        state = {"counted": False, "carry": b"", "tail": b""}
-
-        def consume(data: bytes, now: float) -> None:
-            state["tail"] = (state["tail"] + data)[-16:]
-            carry = state["carry"] + data
-            cut = carry.rfind(b"\n")
-            if cut < 0:
-                state["carry"] = carry
-                return
-            block, state["carry"] = carry[:cut + 1], carry[cut + 1:]
-            if not state["counted"] and b"retry:" in block:
-                state["counted"] = True
-                stats["opened"] += 1
-                stats["open_seconds"] += now - started
-                one_done()
-            for match in id_pattern.finditer(block):
-                ids.append(int(match[1]))
-                times.append(now)
-            stats["heartbeats"] += block.count(b": heartbeat")
-
+        streams.append(stream)
+        counted = False
         try:
-            consume(rest, time.monotonic())
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                consume(data, time.monotonic())
+            # A stream's first bytes are its retry field.
+            if stream.receive_until(lambda: stream.retry is not None):
+                counted = True
+                stats["opened"] += 1
+                stats["open_seconds"] += time.monotonic() - started
+                one_done()
+            while (event := stream.next_event()) is not None:
+                ids.append(int(event.id))
+                times.append(time.monotonic())
         except OSError:
             pass
+        stats["heartbeats"] += stream.comments.count("heartbeat")
         if stop.is_set():
             return
-        if state["tail"].endswith(b"0\r\n\r\n"):
+        if stream.ended:
             stats["ended_clean"] += 1
         else:
             stats["ended_abrupt"] += 1
-        if not state["counted"]:
+        if not counted:
             stats["failed"] += 1
             one_done()
 
@@ -188,11 +163,8 @@ def client_main(argv) -> int:
     while not stop.is_set() and any(not g.dead for g in greenlets):
         stop.wait(0.2)
     stop.set()
-    for sock in sockets:
-        try:
-            sock.close()
-        except OSError:
-            pass
+    for stream in streams:
+        stream.close()
     gevent.joinall(greenlets, timeout=5)
     with open(args.out, "wb") as out:
         header = json.dumps({**stats, "events": len(ids)}).encode()
@@ -235,7 +207,7 @@ def raise_nofile(needed: int) -> str:
     return f"RLIMIT_NOFILE soft raised {soft} -> {new_soft} (hard {hard}){note}"
 
 
-def workers_rss(server: Gunicorn) -> dict[int, int]:
+def workers_rss(server: GunicornServer) -> dict[int, int]:
     return {pid: rss_kib(pid) for pid in server.worker_pids()}
 
 
@@ -256,7 +228,7 @@ def main() -> int:
 
     nofile_note = raise_nofile(args.streams + 1024)
     work = Path(tempfile.mkdtemp(prefix="lockgate-bench-sse-"))
-    server = Gunicorn(work, "lockgate", None, workers=args.workers)
+    server = deployment(work / "lockgate", None, args.workers)
     clients: list[subprocess.Popen] = []
     try:
         settings = server.settings()
@@ -269,19 +241,16 @@ def main() -> int:
               "(SQLite in the data dir, logs.heartbeat_secs 15, rate_limits.default 30/s per token)")
         print(f"streams {args.streams} from {args.client_procs} gevent client process(es); producer {args.rate:g} "
               f"records/s for {args.duration:g} s; {nofile_note}")
-        server.start()
+        server.start(settle=1.0)
 
         n_tokens = max(1, math.ceil(args.streams / OPENS_PER_TOKEN_PER_SEC / 4))
-        tokens = [server.token("bench-sse", "read")]
-        os.environ["LOCKGATE_CONFIG"] = str(server.config_path)
-        os.environ["LOCKGATE_DATA_DIR"] = str(server.dir / "data")
+        tokens = [server.cli_token("read", name="bench-sse")]
         from app.core.auth import create_token
         from app.core.db import advisory_lock, connection, init_database, transaction, utcnow
         from app.core.logging import LOGS_LOCK_KEY
         from app.core.models import LogEntry
-        from app.core.settings import load_settings
 
-        init_database(load_settings().database_url)
+        init_database(server.database_url)
         with connection():
             tokens += [create_token(f"bench-sse-{i}", ["read"])[1] for i in range(1, n_tokens)]
         token_file = work / "tokens.txt"

@@ -34,17 +34,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from _server import (  # noqa: E402
-    ROOT,
-    Gunicorn,
-    MachineLoad,
-    cpu_seconds,
-    discard,
-    machine,
-    project_gunicorn_settings,
-)
+from bench._server import MachineLoad, cpu_seconds, deployment, discard, machine  # noqa: E402
+from tests.support.server import GunicornServer  # noqa: E402
 
 LUA = ROOT / "bench" / "wrk_status.lua"
 GENEROUS = {"rate_limits": {"default": "1000000/s", "probes": "1000000/s"}}
@@ -136,14 +130,12 @@ def main() -> int:
         return 2
 
     work = Path(tempfile.mkdtemp(prefix="lockgate-bench-status-"))
-    servers: list[Gunicorn] = []
+    servers: list[GunicornServer] = []
     try:
-        lockgate = Gunicorn(work, "lockgate", GENEROUS, workers=args.workers)
-        bare = Gunicorn(work, "bare", None, app_spec="bench.bare_flask:app",
-                        conf_file="bench/gunicorn_bare.conf.py", workers=args.workers)
+        lockgate = deployment(work / "lockgate", GENEROUS, args.workers)
+        bare = deployment(work / "bare", None, args.workers, app="bench.bare_flask:app",
+                          conf_file="bench/gunicorn_bare.conf.py", health_path="/health")
         settings = lockgate.settings()
-        bare_settings = project_gunicorn_settings(bare.env)
-        bare_settings.update(bind=f"127.0.0.1:{bare.port}", workers=settings["workers"])
         bare.workers = settings["workers"]
         lockgate.workers = settings["workers"]
 
@@ -161,9 +153,9 @@ def main() -> int:
         print(f"work dir: {work}")
 
         servers += [bare, lockgate]
-        bare.start(health_path="/health")
-        lockgate.start()
-        token = lockgate.token("bench-status", "read")
+        bare.start(settle=1.0)
+        lockgate.start(settle=1.0)
+        token = lockgate.cli_token("read", name="bench-status")
 
         targets = {
             "bare": (f"{bare.url}/health", "", bare),
@@ -204,12 +196,12 @@ def main() -> int:
         bare.stop()
 
         if not args.skip_default_limits:
-            defaults = Gunicorn(work, "lockgate-default-limits", None, workers=settings["workers"])
+            defaults = deployment(work / "lockgate-default-limits", None, settings["workers"])
             servers.append(defaults)
             print("\n## default limits (no [rate_limits] section: default 30/s per token, probes 1000/s per address)")
             print(f"command: {' '.join(defaults.command)}")
-            defaults.start()
-            token = defaults.token("bench-status", "read")
+            defaults.start(settle=1.0)
+            token = defaults.cli_token("read", name="bench-status")
             targets = {
                 "health": (f"{defaults.url}/api/v1/status/health", "", defaults),
                 "status": (f"{defaults.url}/api/v1/status", token, defaults),

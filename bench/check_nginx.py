@@ -22,8 +22,12 @@ Checks, each printed with its evidence:
    silence (skipped with --quick), and a clean end of the stream when
    gunicorn stops gracefully;
 4. bodies: 1.5 MiB (above [gateway] max_body_bytes, below
-   client_max_body_size) gets Lockgate's JSON 413, 3 MiB gets nginx's JSON 413;
-5. gunicorn down: nginx answers 503 in Lockgate's error envelope.
+   client_max_body_size) gets Lockgate's JSON 413, sent with a Content-Length or
+   chunked; 3 MiB gets nginx's JSON 413;
+5. request lines and headers: nginx refuses one too long (414), a header line too
+   large (431) and a malformed request (400) in the same envelope, and a request
+   line just under nginx's limit passes to gunicorn (its own limit is above);
+6. gunicorn down: nginx answers 503 in Lockgate's error envelope.
 """
 
 from __future__ import annotations
@@ -42,9 +46,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from _server import ROOT, Gunicorn, discard, free_port  # noqa: E402
+from bench._server import deployment, discard  # noqa: E402
+from tests.support.server import free_port, insert_log  # noqa: E402
+from tests.support.sse import SseStream  # noqa: E402
+from tests.support.wait import wait_until  # noqa: E402
 
 SITE = ROOT / "bench" / "nginx" / "lockgate.conf"
 MAIN_CONF = """\
@@ -94,79 +102,21 @@ def request(port: int, method: str, path: str, headers=None, body: bytes | None 
         conn.close()
 
 
-class RawStream:
-    """An SSE response read over a raw socket (chunked transfer undone)."""
-
-    def __init__(self, port: int, path: str, token: str):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: lockgate.example.com\r\nAccept: text/event-stream\r\n"
-                           f"Authorization: Bearer {token}\r\n\r\n").encode())
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self._recv()
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        lines = head.decode().split("\r\n")
-        self.status = int(lines[0].split()[1])
-        self.headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        self.ended_clean = False
-        self.text = ""
-
-    def _recv(self) -> bytes:
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError
-        return data
-
-    def read_until(self, pattern: str, timeout: float) -> tuple[float | None, str]:
-        """Seconds until ``pattern`` appears in the decoded stream (None on timeout or end)."""
-        start = time.monotonic()
-        self.sock.settimeout(0.2)
-        while time.monotonic() - start < timeout:
-            self._decode()
-            match = re.search(pattern, self.text)
-            if match:
-                found = self.text[:match.end()]
-                self.text = self.text[match.end():]
-                return time.monotonic() - start, found
-            try:
-                self.buffer += self._recv()
-            except TimeoutError:
-                continue
-            except EOFError:
-                self._decode()
-                return None, self.text
-        return None, self.text
-
-    def _decode(self) -> None:
-        while True:
-            line_end = self.buffer.find(b"\r\n")
-            if line_end < 0:
-                return
-            size = int(self.buffer[:line_end].split(b";")[0] or b"0", 16)
-            if size == 0:
-                self.ended_clean = self.buffer[line_end:line_end + 4] == b"\r\n\r\n"
-                self.buffer = b""
-                return
-            if len(self.buffer) < line_end + 2 + size + 2:
-                return
-            self.text += self.buffer[line_end + 2:line_end + 2 + size].decode()
-            self.buffer = self.buffer[line_end + 2 + size + 2:]
-
-    def wait_end(self, timeout: float) -> float | None:
-        start = time.monotonic()
-        self.sock.settimeout(0.2)
-        while time.monotonic() - start < timeout:
-            try:
-                self.buffer += self._recv()
-                self._decode()
-                if self.ended_clean:  # nginx keeps the client connection open after the last chunk
-                    return time.monotonic() - start
-            except TimeoutError:
-                continue
-            except (EOFError, OSError):
-                self._decode()
-                return time.monotonic() - start
+def seconds_until(stream: SseStream, condition, timeout: float) -> float | None:
+    """Seconds until ``condition()`` holds on the stream; None if the stream ended or the time ran out first."""
+    started = time.monotonic()
+    try:
+        return time.monotonic() - started if stream.receive_until(condition, timeout) else None
+    except TimeoutError:
         return None
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
 
 
 def main() -> int:
@@ -181,16 +131,16 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="lockgate-nginx-check-"))
     os.chmod(work, 0o755)
-    server = Gunicorn(work, "lockgate", {
+    server = deployment(work / "lockgate", {
         "gateway": {"trusted_proxies": ["127.0.0.1"]},
         "rate_limits": {"probes": "100000/h"},
     })
     prefix = work / "nginx"
     nginx = None
     try:
-        server.start()
-        read_token = server.token("nginx-check", "read")
-        admin_token = server.token("nginx-check-admin", "admin")
+        server.start(settle=1.0)
+        read_token = server.cli_token("read", name="nginx-check")
+        admin_token = server.cli_token("admin", name="nginx-check-admin")
         nginx_port = free_port()
         for sub in ("conf", "logs", "temp/body", "temp/proxy", "temp/fastcgi", "temp/uwsgi", "temp/scgi"):
             (prefix / sub).mkdir(parents=True, exist_ok=True)
@@ -210,12 +160,7 @@ def main() -> int:
             return 1
         nginx = subprocess.Popen(["nginx", "-p", str(prefix), "-c", conf, "-g", "daemon off;"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(50):
-            try:
-                socket.create_connection(("127.0.0.1", nginx_port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_until(lambda: accepts(nginx_port), timeout=5, interval=0.1, message=f"nginx listening on {nginx_port}")
         print(f"gunicorn on 127.0.0.1:{server.port} (trusted_proxies = [\"127.0.0.1\"]), "
               f"nginx {nginx_version()} on 127.0.0.1:{nginx_port} with {SITE.relative_to(ROOT)}")
 
@@ -247,7 +192,9 @@ def main() -> int:
               f"remaining {d1}, {d2} with two different forged addresses")
 
         print("\n3. Server-Sent Events through nginx")
-        stream = RawStream(nginx_port, "/api/v1/logs/stream?module=nginxcheck", read_token)
+        stream = SseStream(f"http://127.0.0.1:{nginx_port}", "/api/v1/logs/stream",
+                           {"Host": "lockgate.example.com", "Authorization": f"Bearer {read_token}"},
+                           {"module": "nginxcheck"}, timeout=10)
         check(stream.status == 200, "GET /api/v1/logs/stream -> 200", f"status {stream.status}")
         check(stream.headers.get("content-type", "").startswith("text/event-stream"), "Content-Type: text/event-stream",
               stream.headers.get("content-type", ""))
@@ -255,20 +202,25 @@ def main() -> int:
               stream.headers.get("cache-control", ""))
         forwarded = "passed on" if "x-accel-buffering" in stream.headers else "not passed on"
         print(f"  (X-Accel-Buffering from Lockgate: {forwarded} to the client by nginx)")
-        took, _text = stream.read_until(r"retry: \d+\n\n", 5)
+        took = seconds_until(stream, lambda: stream.retry is not None, 5)
         check(took is not None, "first bytes (retry:) arrive at once", f"{(took or 0) * 1000:.0f} ms")
         time.sleep(0.5)
-        record_id, inserted = insert_log(server, "nginx check record")
-        took, text = stream.read_until(rf"id: {record_id}\nevent: log\ndata: .*\n\n", 10)
+        record_id = insert_log(server.database_url, "nginx check record", module="nginxcheck")
+        inserted = time.monotonic()
+        try:
+            record = stream.events_until(lambda event: event.id == str(record_id))[-1:]
+        except TimeoutError:
+            record = []
         arrived = time.monotonic()
-        check(took is not None, "a log record reaches the client through nginx",
+        check(bool(record) and record[0].id == str(record_id), "a log record reaches the client through nginx",
               f"{(arrived - inserted) * 1000:.0f} ms from insert to arrival")
-        if took is not None:
-            data = json.loads(text.strip().split("data: ", 1)[1])
-            check(data.get("message") == "nginx check record" and data.get("id") == record_id,
+        if record:
+            data = record[0].json()
+            check(record[0].event == "log" and data.get("message") == "nginx check record"
+                  and data.get("id") == record_id,
                   "event carries id, event: log and the entry as JSON", json.dumps(data)[:120])
         if not args.quick:
-            took, _text = stream.read_until(r": heartbeat\n\n", 25)
+            took = seconds_until(stream, lambda: "heartbeat" in stream.comments, 25)
             check(took is not None, "heartbeat comment after 15 s idle, stream still open through nginx",
                   f"after {took or 0:.1f} s")
         else:
@@ -288,16 +240,37 @@ def main() -> int:
         check(status == 413 and envelope.get("error", {}).get("code") == "payload_too_large",
               "3 MiB body: nginx's 413 (client_max_body_size) in the same envelope", f"{status} {body[:90]!r}")
 
-        print("\n5. graceful stop of gunicorn with the stream open, then gunicorn down")
+        status, headers, body = raw(nginx_port, b"PATCH /api/v1/config HTTP/1.1\r\nHost: lockgate.example.com\r\n"
+                                    + "".join(f"{k}: {v}\r\n" for k, v in auth.items()).encode()
+                                    + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(big))
+        check(status == 413 and _json(body).get("error", {}).get("code") == "payload_too_large",
+              "1.5 MiB chunked body: Lockgate's JSON 413 as well", f"{status} {body[:90]!r}")
+
+        print("\n5. request lines and headers")
+        read = {"Authorization": f"Bearer {read_token}"}
+        status, _h, body = request(nginx_port, "GET", "/api/v1/status?pad=" + "a" * 7900, headers=read)
+        check(status == 200, "a 7.9 kB request line passes nginx and gunicorn", f"{status} {body[:60]!r}")
+        status, _h, body = request(nginx_port, "GET", "/api/v1/status?pad=" + "a" * 9000, headers=read)
+        check(status == 414 and _json(body).get("error", {}).get("code") == "uri_too_long",
+              "a 9 kB request line: nginx's 414 in the envelope", f"{status} {body[:90]!r}")
+        status, _h, body = request(nginx_port, "GET", "/api/v1/status", headers={**read, "X-Pad": "a" * 9000})
+        check(status == 431 and _json(body).get("error", {}).get("code") == "headers_too_large",
+              "a 9 kB header line: 431 in the envelope", f"{status} {body[:90]!r}")
+        status, _h, body = raw(nginx_port, b"GET /api/v1/status/health HTTP/1.1\r\n\r\n")
+        check(status == 400 and _json(body).get("error", {}).get("code") == "bad_request",
+              "an HTTP/1.1 request without Host: 400 in the envelope", f"{status} {body[:90]!r}")
+
+        print("\n6. graceful stop of gunicorn with the stream open, then gunicorn down")
         stopped = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        took = stream.wait_end(30)
-        check(took is not None and stream.ended_clean, "the stream through nginx ends with the terminating chunk",
+        took = seconds_until(stream, lambda: stream.ended, 30)
+        check(took is not None and stream.ended, "the stream through nginx ends with the terminating chunk",
               f"after {took if took is not None else float('nan'):.1f} s")
         server.process.wait(30)
         print(f"  gunicorn exited {time.monotonic() - stopped:.1f} s after SIGTERM")
         status, headers, body = request(nginx_port, "GET", "/api/v1/status")
-        check(status == 503 and _json(body).get("error", {}).get("code") == "unavailable",
+        check(status == 503 and _json(body).get("error", {}).get("code") == "service_unavailable"
+              and headers.get("retry-after") == "5",
               "upstream down: nginx answers 503 in the envelope", f"{status} {body[:90]!r}")
     finally:
         if nginx is not None and nginx.poll() is None:
@@ -312,6 +285,20 @@ def main() -> int:
     return 1 if failures else 0
 
 
+def chunked(body: bytes, size: int = 65536) -> bytes:
+    pieces = [body[i:i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+
+
+def raw(port: int, data: bytes) -> tuple[int, dict, bytes]:
+    """Send bytes as they are (what http.client would not send) and read one response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        reply = http.client.HTTPResponse(sock)
+        reply.begin()
+        return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
+
+
 def _json(body: bytes) -> dict:
     try:
         return json.loads(body)
@@ -322,22 +309,6 @@ def _json(body: bytes) -> dict:
 def nginx_version() -> str:
     out = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
     return out.stderr.strip().split("/")[-1]
-
-
-def insert_log(server: Gunicorn, message: str) -> tuple[int, float]:
-    """Append a record straight to the server's database, as another process would."""
-    os.environ["LOCKGATE_CONFIG"] = str(server.config_path)
-    os.environ["LOCKGATE_DATA_DIR"] = str(server.dir / "data")
-    from app.core.db import advisory_lock, connection, init_database, transaction, utcnow
-    from app.core.logging import LOGS_LOCK_KEY
-    from app.core.models import LogEntry
-    from app.core.settings import load_settings
-
-    init_database(load_settings().database_url)
-    with connection(), transaction():
-        advisory_lock(LOGS_LOCK_KEY)
-        row = LogEntry.create(timestamp=utcnow(), level=20, module="nginxcheck", message=message)
-    return row.id, time.monotonic()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
+from contextlib import ExitStack
+
 import pytest
 
 from tests.support.databases import BACKENDS, database_url
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, serve
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -65,30 +67,16 @@ def auth(tokens):
 @pytest.fixture
 def server_factory(tmp_path_factory, backend):
     """Start gunicorn servers (2 workers) on fresh databases; all stopped after the test."""
-    started = []
-    contexts = []
+    with ExitStack() as started:
 
-    def start(config: dict | None = None, workers: int = 2) -> GunicornServer:
-        tmp = tmp_path_factory.mktemp("server")
-        context = database_url(backend, tmp)
-        url = context.__enter__()
-        contexts.append(context)
-        server = GunicornServer(tmp, url, config, workers).start()
-        started.append(server)
-        return server
+        def start(config: dict | None = None, workers: int = 2) -> GunicornServer:
+            return started.enter_context(serve(tmp_path_factory.mktemp("server"), backend, config, workers))
 
-    yield start
-    for server in started:
-        server.stop()
-    for context in contexts:
-        context.__exit__(None, None, None)
+        yield start
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, backend):
     """One default gunicorn server (2 workers) shared by a test module."""
-    tmp = tmp_path_factory.mktemp("server")
-    with database_url(backend, tmp) as url:
-        instance = GunicornServer(tmp, url).start()
+    with serve(tmp_path_factory.mktemp("server"), backend) as instance:
         yield instance
-        instance.stop()

@@ -1,7 +1,13 @@
-"""Tools every agent has: the current time, and a search of its memory."""
+"""Tools every agent has: the current time, and a search of its memory.
+
+This module also builds the process-wide registry: it imports ``tools`` and
+registers into it, never the other way round, so ``tools`` stays free of any
+particular tool.
+"""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,6 +35,7 @@ def memory_search(arguments: dict, context: ToolContext) -> dict:
     if memory.backend == "none":
         raise ToolError("memory is turned off on this gateway ([memory] backend = \"none\")")
     limit = arguments.get("limit") or context.settings.get("memory.top_k") or 5
+    # A run with neither a user nor a session (an execution on its own) has no memories to search.
     scope = Scope(session_id=context.session_id, user_id=context.user_id)
     # Turns hold no connection while they wait on the model; take one just for the search.
     with connection():
@@ -49,6 +56,7 @@ BUILTIN_TOOLS = (
             "additionalProperties": False,
         },
         handler=current_time,
+        tags=frozenset({"time"}),
     ),
     Tool(
         name="memory_search",
@@ -66,6 +74,7 @@ BUILTIN_TOOLS = (
         },
         handler=memory_search,
         available=lambda settings: settings.get("memory.backend") != "none",
+        tags=frozenset({"memory"}),
     ),
 )
 
@@ -73,3 +82,18 @@ BUILTIN_TOOLS = (
 def install(registry: ToolRegistry) -> None:
     for tool in BUILTIN_TOOLS:
         registry.register(tool)
+
+
+_default: ToolRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> ToolRegistry:
+    """The process-wide registry, with the built-in tools in it."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            registry = ToolRegistry()
+            install(registry)
+            _default = registry
+    return _default

@@ -1,7 +1,7 @@
 """One agent turn: the conversation goes to the model, tool calls run, the answer comes back.
 
 The loop knows nothing of sessions or storage. It takes the prompt (built by
-``build_messages``), the tools on offer and a provider, and yields events as
+``app.agent.runner``), the tools on offer and a provider, and yields events as
 the turn goes: ``TextDelta`` pieces (when streaming), ``ToolCallStarted`` and
 ``ToolCallFinished`` for every call, and a ``TurnResult`` last. A provider
 failure surfaces as ``ProviderError`` from the iteration; a tool failure
@@ -24,7 +24,6 @@ from app.agent.tools import Tool, ToolContext, ToolResult, execute
 
 log = logging.getLogger("agent::loop")
 
-MEMORY_HEADER = "Notes from earlier conversations with this user, most relevant first:"
 LIMIT_NOTE = ("This turn has used all {n} tool calls it is allowed. Do not call any more tools: "
               "answer the user now with what you have.")
 NOT_RUN = "Not run: this turn already used all {n} tool calls it is allowed."
@@ -100,16 +99,6 @@ def replay(content: str, steps: list[Step]) -> list[Message]:
     """An earlier assistant reply as the provider saw it: tool rounds, then the answer."""
     messages = [message for step in steps for message in step.messages()]
     return [*messages, Message("assistant", content)]
-
-
-def build_messages(system_prompt: str, memories: list[str], history: list[Message], user_content: str) -> list[Message]:
-    """System prompt (with recalled memories), the conversation so far, the new message."""
-    system = system_prompt.strip()
-    if memories:
-        notes = "\n".join(f"- {' '.join(memory.split())}" for memory in memories)
-        system = f"{system}\n\n{MEMORY_HEADER}\n{notes}".strip()
-    head = [Message("system", system)] if system else []
-    return [*head, *history, Message("user", user_content)]
 
 
 def run_turn(

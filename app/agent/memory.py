@@ -6,7 +6,8 @@ SQLite, a tsvector column ranked by ts_rank on PostgreSQL. ``"none"`` turns
 memory off: nothing is saved or recalled.
 
 Entries belong to a user: a session with a ``user_id`` recalls what any
-session of that user saved; a session without one recalls only its own turns.
+session of that user saved; a session without one recalls only its own turns;
+a run with neither (a runtime execution without a user) recalls nothing.
 One user's conversations never surface in another user's prompt.
 """
 
@@ -32,13 +33,13 @@ _count_entries = prepared(lambda: MemoryEntry.select(fn.COUNT(MemoryEntry.id)))
 
 @dataclass(frozen=True)
 class Scope:
-    """Whose memories a turn may recall.
+    """Whose memories a turn may recall: the user's when known, else the session's own.
 
     ``skip_from_seq``: entries of this session from that seq on are already in
     the turn's history, so recalling them would only repeat it.
     """
 
-    session_id: str
+    session_id: str | None = None
     user_id: str | None = None
     skip_from_seq: int | None = None
 
@@ -80,7 +81,7 @@ class Memory:
 
     def recall(self, query: str, scope: Scope, limit: int) -> list[Recalled]:
         terms = search_terms(query)
-        if not terms or limit <= 0:
+        if not terms or limit <= 0 or (scope.user_id is None and scope.session_id is None):
             return []
         where, params = self._scope_clause(scope)
         rows = database.execute_sql(self._search_sql(where), self._search_params(terms, params, limit))
@@ -92,7 +93,7 @@ class Memory:
             where, params = f"m.user_id = {p}", [scope.user_id]
         else:
             where, params = f"m.session_id = {p}", [scope.session_id]
-        if scope.skip_from_seq is not None:
+        if scope.skip_from_seq is not None and scope.session_id is not None:
             where += f" AND NOT (m.session_id = {p} AND m.seq >= {p})"
             params += [scope.session_id, scope.skip_from_seq]
         return where, params

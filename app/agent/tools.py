@@ -1,10 +1,12 @@
 """The tool registry: what the model may call during a turn.
 
 A tool is a name, a description, a JSON schema for its arguments and a
-callable that takes the arguments as a dict. Built-in tools register here
-(see ``builtin_tools``); MCP servers, WASM plugins and skills register theirs
-the same way, tagged with a ``source`` so that everything one of them provided
-can be withdrawn at once when it disconnects or unloads.
+callable that takes the arguments as a dict. Built-in tools register into a
+registry (see ``builtin_tools``, which this module does not import); MCP
+servers, WASM plugins and skills register theirs the same way, tagged with a
+``source`` so that everything one of them provided can be withdrawn at once
+when it disconnects or unloads. Capability ``tags`` let a ``ToolPolicy`` allow
+or deny whole kinds of tools for a run without naming each one.
 
 Calling a tool never raises: a tool that fails, or arguments that do not
 match the schema, produce an error result whose text goes back to the model,
@@ -18,7 +20,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,13 +41,18 @@ class ToolError(Exception):
     """Raised by a tool for a failure the model should read as-is (no traceback text)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ToolContext:
-    """What a tool may know about the turn that called it."""
+    """What a tool may know about the turn that called it.
 
-    session_id: str
-    user_id: str | None
+    A turn belongs to a session or to a runtime execution, so either id may be
+    missing; ``user_id`` is there when the conversation is with a known user.
+    """
+
     settings: Any  # app.core.settings.Settings
+    session_id: str | None = None
+    execution_id: str | None = None
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,9 +71,52 @@ class Tool:
     source: str = "builtin"  # "builtin", "mcp:<server>", "plugin:<name>", "skill:<name>"
     # Whether the tool is offered under the current settings (None: always).
     available: Callable[[Any], bool] | None = None
+    # Capabilities a policy can allow or deny by, e.g. "memory", "network", "filesystem".
+    tags: frozenset[str] = frozenset()
+
+    def __post_init__(self):
+        object.__setattr__(self, "tags", _names("tags", self.tags))
 
     def spec(self) -> ToolSpec:
         return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    """Which registered tools a run may offer and call.
+
+    A tool is permitted unless its name or one of its tags is denied, and, when
+    there is an allow list of names or of tags, only if it matches one of them.
+    The default policy permits everything registered.
+    """
+
+    allow: frozenset[str] | None = None  # tool names; None: no restriction by name
+    allow_tags: frozenset[str] | None = None
+    deny: frozenset[str] = frozenset()
+    deny_tags: frozenset[str] = frozenset()
+
+    def __post_init__(self):
+        # Accept any iterable of names (a list from a request or a DSL file); a bare string is a mistake.
+        for name in ("allow", "allow_tags", "deny", "deny_tags"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _names(name, value))
+
+    def permits(self, tool: Tool) -> bool:
+        if tool.name in self.deny or tool.tags & self.deny_tags:
+            return False
+        if self.allow is None and self.allow_tags is None:
+            return True
+        return tool.name in (self.allow or ()) or bool(tool.tags & (self.allow_tags or frozenset()))
+
+
+def _names(field_name: str, value: Iterable[str]) -> frozenset[str]:
+    if isinstance(value, str):
+        raise TypeError(f"{field_name} takes a collection of names, not the string {value!r}")
+    return frozenset(value)
+
+
+ALL_TOOLS = ToolPolicy()
 
 
 @dataclass
@@ -106,12 +156,10 @@ class ToolRegistry:
         with self._lock:
             return sorted(self._tools.values(), key=lambda tool: tool.name)
 
-    def offered(self, settings) -> list[Tool]:
-        """The tools a turn offers the model under these settings."""
-        return [tool for tool in self.tools() if tool.available is None or tool.available(settings)]
-
-    def call(self, call: ToolCall, context: ToolContext) -> ToolResult:
-        return execute(self.get(call.name), call, context)
+    def offered(self, settings, policy: ToolPolicy = ALL_TOOLS) -> list[Tool]:
+        """The tools a turn offers the model under these settings and this policy."""
+        return [tool for tool in self.tools()
+                if (tool.available is None or tool.available(settings)) and policy.permits(tool)]
 
 
 def execute(tool: Tool | None, call: ToolCall, context: ToolContext) -> ToolResult:
@@ -162,20 +210,3 @@ def as_text(output: Any) -> str:
     if isinstance(output, str):
         return output
     return json.dumps(output, default=str, ensure_ascii=False)
-
-
-_default: ToolRegistry | None = None
-_default_lock = threading.Lock()
-
-
-def default_registry() -> ToolRegistry:
-    """The process-wide registry, with the built-in tools in it."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            from app.agent import builtin_tools
-
-            registry = ToolRegistry()
-            builtin_tools.install(registry)
-            _default = registry
-    return _default

@@ -1,8 +1,10 @@
-"""``flask --app wsgi ...`` maintenance commands, one module per group."""
+"""``flask --app wsgi ...`` maintenance commands, one module per group.
+
+The platform's own groups are here; areas declare theirs (``app.core.areas``).
+"""
 
 
-def register(app) -> None:
-    from app.cli import auth, config, db, logs
+def core_groups() -> tuple:
+    from app.cli import auth, db
 
-    for group in (auth.group, config.group, db.group, logs.group):
-        app.cli.add_command(group)
+    return (auth.group, db.group)

@@ -1,12 +1,27 @@
+from contextlib import contextmanager
 from datetime import timedelta
 
 import click
 from flask import current_app
 
 from app.core import auth
+from app.core import logging as core_logging
 from app.core.db import connection, iso, utcnow
+from app.core.timeparse import parse_duration
 
 group = click.Group("auth", help="Manage API tokens.")
+
+# Suggested verbatim by ``bootstrap``: run from the checkout, where ``make run`` made the virtualenv.
+NEW_ADMIN_TOKEN = ".venv/bin/flask --app wsgi auth token --name admin --scope admin"
+
+
+@contextmanager
+def _recorded():
+    """A database connection, with the log records of the command stored as a worker's are (module ``auth``)."""
+    core_logging.install(current_app.extensions["lockgate"].settings.get("logs.level"))
+    with connection():
+        yield
+    core_logging.flush()
 
 
 @group.command("token")
@@ -18,10 +33,10 @@ group = click.Group("auth", help="Manage API tokens.")
 def create_token(name, scopes, expires):
     """Create a token and print it alone on the last line."""
     try:
-        lifetime = auth.parse_duration(expires) if expires else _default_lifetime()
+        lifetime = parse_duration(expires) if expires else _default_lifetime()
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--expires") from None
-    with connection():
+    with _recorded():
         row, token = auth.create_token(name, list(scopes), lifetime)
     expiry = iso(row.expires_at) if row.expires_at else "never"
     click.echo(f"Created token {row.id} ({name}; scopes: {row.scopes}; expires: {expiry}).", err=True)
@@ -55,7 +70,7 @@ def list_tokens():
 @click.argument("token_id")
 def revoke(token_id):
     """Revoke a token by its id; it stops working at once in every worker."""
-    with connection():
+    with _recorded():
         done = auth.revoke(token_id)
     if not done:
         raise click.ClickException(f"no active token with id {token_id}")
@@ -65,9 +80,9 @@ def revoke(token_id):
 @group.command("bootstrap")
 def bootstrap():
     """Create a first admin token when there is none yet (used by `make run`)."""
-    with connection():
+    with _recorded():
         if auth.list_tokens():
-            click.echo("API tokens exist already; create more with `flask --app wsgi auth token`.", err=True)
+            click.echo(f"API tokens exist already; create another with `{NEW_ADMIN_TOKEN}`.", err=True)
             return
         _row, token = auth.create_token("bootstrap admin", ["admin"])
     click.echo("First admin token (store it now, it is not shown again):", err=True)

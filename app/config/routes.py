@@ -1,7 +1,7 @@
 from flask import current_app
 
 from app.config import service
-from app.config.schemas import ConfigPatchResultSchema, ConfigPatchSchema
+from app.config.schemas import ConfigPatchResultSchema, ConfigPatchSchema, ConfigSchema
 from app.core.api import Blueprint
 
 blp = Blueprint("config", __name__, url_prefix="/api/v1/config", description="Runtime configuration")
@@ -12,7 +12,7 @@ def _settings():
 
 
 @blp.route("", methods=["GET"])
-@blp.response(200, description="The configuration as nested tables, secrets redacted")
+@blp.response(200, ConfigSchema, description="The configuration as nested tables, secrets redacted")
 def get_config():
     """The runtime configuration; every secret is shown as ``***REDACTED***``."""
     return _settings().redacted()
@@ -20,6 +20,7 @@ def get_config():
 
 @blp.route("", methods=["PATCH"])
 @blp.scope("admin")
+@blp.rate_limit("config_write")
 @blp.arguments(ConfigPatchSchema)
 @blp.response(200, ConfigPatchResultSchema)
 def patch_config(changes):

@@ -3,19 +3,39 @@
 Validation errors become 400 ``bad_request`` with the failing fields in
 ``details``; every route declares the scope it needs (or that it is public),
 and that declaration is also what the OpenAPI document shows.
+
+The document is derived from the same declarations the request pipeline
+obeys, so no route can forget its part of it: each operation gets a stable
+``operationId`` (``<blueprint>.<function>``) and the error responses the
+pipeline can give it (401/403 unless public, 404 with path parameters, 413
+with a body, 429 and 503 always), each with the error envelope. A schema's
+``Meta.openapi`` adds what marshmallow cannot say (``minProperties``), and a
+field's ``choices_from`` lists values that come from the configuration.
+Swagger UI is served from the installed ``swagger-ui-bundle``, so the docs
+page works without internet.
 """
 
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import request
+import swagger_ui_bundle
+from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
+from flask import send_from_directory
+from flask.views import MethodView
 from flask_smorest import Api as BaseApi
 from flask_smorest import Blueprint as BaseBlueprint
+from webargs.core import missing
 from webargs.flaskparser import FlaskParser
 
+from app.core import jsonbody
+from app.core.auth import SCOPES
 from app.core.errors import BadRequest, error_response, from_http_exception
 
-SCOPES = ("read", "write", "admin")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+DEFAULT_RATE_GROUP = "default"
+OPERATION_INFO = "lockgate_operation"
+DOCS_PATH = "docs"
+SWAGGER_UI_ASSETS = f"/api/v1/{DOCS_PATH}/assets/"
 
 
 class ErrorBodySchema(ma.Schema):
@@ -29,15 +49,20 @@ class ErrorSchema(ma.Schema):
 
 
 class Parser(FlaskParser):
+    """Request bodies through ``app.core.jsonbody``: its bounds, and 413 for oversized chunked bodies."""
+
     DEFAULT_VALIDATION_STATUS = 400
 
     def _raw_load_json(self, req):
-        if req.get_data(cache=True) and not req.is_json:
+        data = jsonbody.request_body(req)
+        if not data:
+            return missing
+        if not req.is_json:
             raise BadRequest("Request body must be JSON (Content-Type: application/json)")
-        return super()._raw_load_json(req)
-
-    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
-        raise BadRequest("Request body is not valid JSON", details={"body": [str(error)]})
+        try:
+            return jsonbody.loads(data)
+        except jsonbody.InvalidJson as exc:
+            raise BadRequest("Request body is not valid JSON", details={"body": [str(exc)]}) from None
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
         details = error.messages
@@ -48,7 +73,68 @@ class Parser(FlaskParser):
 
 
 class Blueprint(BaseBlueprint):
+    """A blueprint whose routes declare their scope and their rate-limit group.
+
+    ``rate_limits`` names the ``[rate_limits]`` keys of the blueprint's reads and
+    writes (a route may override with ``@blp.rate_limit``); unknown paths and
+    methods under its prefix count against the same groups.
+    """
+
     ARGUMENTS_PARSER = Parser()
+
+    def __init__(self, *args, rate_limits: tuple[str, str] = (DEFAULT_RATE_GROUP, DEFAULT_RATE_GROUP), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rate_limits = rate_limits
+        # After flask-smorest's own callbacks: it completes the operation they built.
+        self._prepare_doc_cbks.append(self._prepare_operation_doc)
+
+    def error(self, status: int, description: str):
+        """Document an error this route gives besides those every route gets (409 or 502, say)."""
+        return self.alt_response(status, schema=ErrorSchema, description=description)
+
+    def _store_endpoint_docs(self, endpoint, obj, parameters, tags, **options):
+        super()._store_endpoint_docs(endpoint, obj, parameters, tags, **options)
+        for method, doc in self._docs[endpoint].items():
+            if method == "parameters":
+                continue
+            handler, name = obj, getattr(obj, "__name__", endpoint)
+            if isinstance(obj, type) and issubclass(obj, MethodView):
+                handler, name = getattr(obj, method), f"{name}.{method}"
+            doc[OPERATION_INFO] = {"id": f"{self.name}.{name}", "endpoint": endpoint,
+                                   "scope": required_scope(handler, method.upper())}
+
+    def _prepare_operation_doc(self, doc, doc_info, *, app, **kwargs):
+        info = doc_info.get(OPERATION_INFO)
+        if info is None:
+            return doc
+        doc["operationId"] = info["id"]
+        rule = next(app.url_map.iter_rules(f"{self.name}.{info['endpoint']}"))
+        has_body = "requestBody" in doc
+        errors = error_responses(info["scope"], arguments=has_body or bool(doc.get("parameters")),
+                                 body=has_body, path=bool(rule.arguments))
+        responses = doc.setdefault("responses", {})
+        for status, response in errors.items():
+            # A bare name is flask-smorest's generic response for the status; a route's own wins.
+            if not isinstance(responses.get(status), dict):
+                responses[status] = response
+        return doc
+
+    def rate_group(self, view, method: str) -> str:
+        declared = getattr(view, "_lockgate_rate_group", None) if view is not None else None
+        if declared is not None:
+            return declared
+        reads, writes = self.rate_limits
+        return reads if method in SAFE_METHODS else writes
+
+    @staticmethod
+    def rate_limit(group: str):
+        """Count this route against ``[rate_limits] <group>``."""
+
+        def decorator(view):
+            view._lockgate_rate_group = group
+            return view
+
+        return decorator
 
     @staticmethod
     def scope(name: str):
@@ -72,6 +158,64 @@ class Blueprint(BaseBlueprint):
         return view
 
 
+def _error_response(description: str, **headers: str) -> dict:
+    response = {"description": description, "content": {"application/json": {"schema": ErrorSchema}}}
+    if headers:
+        response["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                               for name, text in headers.items()}
+    return response
+
+
+RETRY_AFTER = "Seconds to wait before retrying"
+
+
+def error_responses(scope: str | None, *, arguments: bool, body: bool, path: bool) -> dict[int, dict]:
+    """The errors the request pipeline can give an operation, whatever its route does."""
+    responses = {
+        400: _error_response("Invalid arguments or body: `details` names each field and what is wrong"
+                             if arguments else "The URL is not valid UTF-8 or contains NUL"),
+    }
+    if scope is not None:
+        responses[401] = _error_response("No valid bearer token: missing, malformed, expired or revoked",
+                                         **{"WWW-Authenticate": 'Bearer realm="lockgate", with '
+                                                                'error="invalid_token" when a token was refused'})
+        responses[403] = _error_response(f"The token lacks the `{scope}` scope")
+    if path:
+        responses[404] = _error_response("Nothing exists at this path: `details` says what was looked for")
+    if body:
+        responses[413] = _error_response("The body is larger than `gateway.max_body_bytes`")
+    responses[429] = _error_response(
+        "Rate limit of this route's group exceeded (or, for a stream, too many open streams for the token)",
+        **{"Retry-After": RETRY_AFTER, "X-RateLimit-Limit": "Requests allowed per period",
+           "X-RateLimit-Remaining": "Requests left in this period", "X-RateLimit-Reset": "Seconds until it resets"})
+    responses[503] = _error_response("The database or the rate-limit storage is unavailable", **{
+        "Retry-After": RETRY_AFTER})
+    return responses
+
+
+def event_stream(description: str, events: dict[str, str]) -> dict:
+    """The ``text/event-stream`` content of an SSE response, for ``@blp.doc``.
+
+    OpenAPI 3.0 has no schema for the items of a stream; by the convention
+    3.2 made official (``itemSchema``), ``schema`` here describes one event as
+    an ``EventSource`` client receives it: its ``event`` name, its ``data``
+    (JSON, described per event) and, where the stream can be resumed, its ``id``.
+    """
+    return {"text/event-stream": {"schema": {
+        "type": "object",
+        "description": description,
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": list(events), "description": "The event's name"},
+            "data": {"type": "string", "description": "One JSON document: "
+                     + "; ".join(f"`{name}`: {what}" for name, what in events.items())},
+            "id": {"type": "string", "pattern": "^[0-9]+$",
+                   "description": "Sent back as `Last-Event-ID` to resume after this event"},
+            "retry": {"type": "integer", "minimum": 0, "description": "Reconnection delay in milliseconds"},
+        },
+    }}}
+
+
 def required_scope(view, method: str) -> str | None:
     """The scope a request needs: declared on the view, else read for GET and write otherwise."""
     if hasattr(view, "_lockgate_scope"):
@@ -80,11 +224,69 @@ def required_scope(view, method: str) -> str | None:
     handler = getattr(view_class, method.lower(), None) if view_class else None
     if handler is not None and hasattr(handler, "_lockgate_scope"):
         return handler._lockgate_scope
-    return "read" if method in ("GET", "HEAD", "OPTIONS") else "write"
+    return "read" if method in SAFE_METHODS else "write"
+
+
+def rate_group(app, endpoint: str | None, path: str, method: str) -> str:
+    """The rate-limit group of a request: its route's declaration, else its blueprint's by prefix."""
+    if endpoint is not None:
+        blueprint = app.blueprints.get(endpoint.rpartition(".")[0])
+        view = app.view_functions.get(endpoint)
+    else:
+        blueprint, view = _blueprint_by_prefix(app, path), None
+    if isinstance(blueprint, Blueprint):
+        return blueprint.rate_group(view, method)
+    return DEFAULT_RATE_GROUP
+
+
+def _blueprint_by_prefix(app, path: str):
+    for blueprint in app.blueprints.values():
+        prefix = getattr(blueprint, "url_prefix", None)
+        if prefix and (path == prefix or path.startswith(prefix + "/")):
+            return blueprint
+    return None
+
+
+class Converter(OpenAPIConverter):
+    """Schemas as apispec converts them, plus their ``Meta.openapi`` (what fields cannot say, e.g. minProperties)."""
+
+    def schema2jsonschema(self, schema):
+        jsonschema = super().schema2jsonschema(schema)
+        jsonschema.update(getattr(getattr(schema, "Meta", None), "openapi", {}))
+        return jsonschema
+
+
+class Plugin(MarshmallowPlugin):
+    Converter = Converter
+
+
+def _choices_from(app):
+    """``metadata={"choices_from": fn}``: the field's enum is ``fn(settings)``, read when the document is built."""
+
+    def attribute(converter, field, **kwargs):
+        source = field.metadata.get("choices_from")
+        return {"enum": list(source(app.extensions["lockgate"].settings))} if source else {}
+
+    return attribute
+
+
+def _swagger_ui_asset(filename: str):
+    return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86_400)
 
 
 class Api(BaseApi):
     ERROR_SCHEMA = ErrorSchema
+
+    def _init_spec(self, **kwargs):
+        kwargs.setdefault("marshmallow_plugin", Plugin())
+        super()._init_spec(**kwargs)
+        self.ma_plugin.converter.add_attribute_function(_choices_from(self._app))
+
+    def _register_swagger_ui_rule(self, blueprint):
+        super()._register_swagger_ui_rule(blueprint)
+        # Public like the page itself (the docs blueprint); the page loads them from SWAGGER_UI_ASSETS.
+        blueprint.add_url_rule(f"/{DOCS_PATH}/assets/<path:filename>", endpoint="swagger_ui_assets",
+                               view_func=_swagger_ui_asset)
 
     def handle_http_exception(self, error):
         return error_response(from_http_exception(error))
@@ -101,8 +303,8 @@ def api_config(version: str) -> dict:
         "OPENAPI_VERSION": "3.0.3",
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
-        "OPENAPI_SWAGGER_UI_PATH": "docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        "OPENAPI_SWAGGER_UI_PATH": DOCS_PATH,
+        "OPENAPI_SWAGGER_UI_URL": SWAGGER_UI_ASSETS,
         "API_SPEC_OPTIONS": {
             "components": {
                 "securitySchemes": {
@@ -117,7 +319,4 @@ def api_config(version: str) -> dict:
         },
     }
 
-
-def is_api_docs_request() -> bool:
-    return request.path in ("/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/")
 

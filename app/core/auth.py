@@ -3,26 +3,30 @@
 A token reads ``lgt_<id>_<secret>``. The id finds the row; the SHA-256 of
 the whole token is compared in constant time. Tokens carry 256 bits of
 randomness, so a fast hash is enough: there is nothing to brute-force.
+The ``Authorization`` scheme is matched without regard to case (RFC 7235),
+and a refusal says whether a token was sent (RFC 6750's ``invalid_token``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.core.db import prepared, utcnow
+from app.core.db import iso, prepared, utcnow
+from app.core.errors import Unauthorized
 from app.core.models import ApiToken
+
+log = logging.getLogger("auth")
 
 SCOPES = ("read", "write", "admin")
 # A scope grants itself and every scope below it.
 SCOPE_RANK = {"read": 1, "write": 2, "admin": 3}
 TOKEN_PATTERN = re.compile(r"^lgt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-DURATION_PATTERN = re.compile(r"^(\d+)\s*([smhdw])$")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,6 @@ class Principal:
     def allows(self, scope: str) -> bool:
         needed = SCOPE_RANK[scope]
         return any(SCOPE_RANK.get(s, 0) >= needed for s in self.scopes)
-
-
-def parse_duration(text: str) -> timedelta:
-    match = DURATION_PATTERN.match(text.strip().lower())
-    if not match:
-        raise ValueError(f"not a duration like 30d, 12h, 15m: {text!r}")
-    return timedelta(seconds=int(match[1]) * UNITS[match[2]])
 
 
 def _hash(token: str) -> str:
@@ -62,14 +59,31 @@ def create_token(name: str, scopes: list[str], expires_in: timedelta | None = No
         created_at=now,
         expires_at=now + expires_in if expires_in else None,
     )
+    log.info("token %s created (%s; scopes: %s; expires: %s)", token_id, name, row.scopes,
+             iso(row.expires_at) or "never")
     return row, token
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The credentials of a ``Bearer`` header, whatever the case of the scheme; None for no or another scheme."""
+    scheme, _, credentials = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+def unauthorized(header: str | None) -> Unauthorized:
+    """The 401 for a request that gave no valid principal."""
+    if bearer_token(header) is None:
+        return Unauthorized()
+    return Unauthorized("The bearer token is not valid: unknown, expired or revoked", token_sent=True)
 
 
 def authenticate(header: str | None, now: datetime | None = None) -> Principal | None:
     """The principal of an ``Authorization: Bearer`` header, or None if it is not valid."""
-    if not header or not header.startswith("Bearer "):
+    token = bearer_token(header)
+    if token is None:
         return None
-    token = header[len("Bearer "):].strip()
     match = TOKEN_PATTERN.match(token)
     if not match:
         return None
@@ -97,11 +111,14 @@ def _find(token_id: str) -> dict | None:
 
 
 def revoke(token_id: str) -> bool:
-    return bool(
+    revoked = bool(
         ApiToken.update(revoked_at=utcnow())
         .where((ApiToken.id == token_id) & ApiToken.revoked_at.is_null())
         .execute()
     )
+    if revoked:
+        log.info("token %s revoked", token_id)
+    return revoked
 
 
 def list_tokens() -> list[ApiToken]:

@@ -1,8 +1,11 @@
-"""Background loops of a worker: started after fork, stopped on graceful shutdown.
+"""Background work of a worker: started after fork, stopped on graceful shutdown.
 
 Threads here become greenlets once gevent has patched the process (every
 served worker and every CLI command goes through ``wsgi.py``); under plain
 pytest they are real threads, which the code is equally correct for.
+
+Each task has its own stop signal, so one loop can be stopped (and another
+started in its place) without stopping the worker; ``stop()`` signals all.
 """
 
 from __future__ import annotations
@@ -14,22 +17,72 @@ log = logging.getLogger("core::background")
 
 _stopping = threading.Event()
 _stop_callbacks = []
+_tasks: set[Task] = set()
+_tasks_guard = threading.Lock()
 
 
-def spawn_loop(name: str, interval, step) -> threading.Thread:
-    """Run ``step()`` every ``interval()`` seconds until shutdown; errors are logged, never fatal."""
+class Task:
+    """A named thread (greenlet) running ``run(task)`` until it returns; ``task.wait`` doubles as its sleep."""
 
-    def run():
-        while not _stopping.is_set():
+    def __init__(self, name: str, run):
+        self.name = name
+        self._run = run
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True as soon as the task is asked to stop."""
+        return self._stop.wait(max(seconds, 0))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """True when the task has ended."""
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _main(self) -> None:
+        try:
+            self._run(self)
+        except Exception:
+            log.exception("background task %s failed", self.name)
+        finally:
+            with _tasks_guard:
+                _tasks.discard(self)
+
+
+def spawn(name: str, run) -> Task:
+    """Start ``run(task)`` in its own thread; stopped already when the worker is shutting down."""
+    task = Task(name, run)
+    with _tasks_guard:
+        _tasks.add(task)
+        if _stopping.is_set():
+            task.stop()
+    task.thread.start()
+    return task
+
+
+def spawn_loop(name: str, interval, step) -> Task:
+    """Run ``step()`` every ``interval()`` seconds until stopped; errors are logged, never fatal."""
+
+    def run(task: Task):
+        while not task.stopping:
             try:
                 step()
             except Exception:
                 log.exception("background task %s failed", name)
-            _stopping.wait(interval())
+            task.wait(interval())
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
+    return spawn(name, run)
 
 
 def on_stop(callback) -> None:
@@ -41,10 +94,14 @@ def stopping() -> bool:
 
 
 def stop() -> None:
-    """Begin a graceful shutdown: loops end and streams say goodbye."""
-    if _stopping.is_set():
-        return
-    _stopping.set()
+    """Begin a graceful shutdown: tasks are told to stop, then the stop callbacks run."""
+    with _tasks_guard:
+        if _stopping.is_set():
+            return
+        _stopping.set()
+        tasks = list(_tasks)
+    for task in tasks:
+        task.stop()
     for callback in list(_stop_callbacks):
         try:
             callback()

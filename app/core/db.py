@@ -4,20 +4,31 @@ Under gevent a SQLite writer must not hold the hub: SQLite's own busy
 handler sleeps in C and would freeze every greenlet of the worker, so the
 busy timeout is tiny and waits happen in ``time.sleep`` (cooperative once
 gevent has patched the process).
+
+A worker remembers the device and inode of the SQLite file it opened and
+checks them at every connection checkout (one ``os.stat``): a file deleted or
+replaced under a running service makes requests answer 503 instead of
+writing to an unlinked inode, and connections never create a missing file
+unless this database is allowed to (see ``app.core.startup``).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
 import weakref
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qsl, urlparse
+from urllib.parse import parse_qsl, quote, urlparse
 
-from peewee import DatabaseProxy, Model, OperationalError
+import click
+from peewee import DatabaseProxy, InterfaceError, Model, OperationalError
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+
+from app.core.startup import missing_database_message, sqlite_path
 
 database = DatabaseProxy()
 
@@ -35,6 +46,42 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class DatabaseUnavailable(click.ClickException):
+    """The database cannot serve: requests answer 503, and a maintenance command prints this one line."""
+
+
+# SQLite errors that say the file cannot be used, as opposed to a wrong statement.
+SQLITE_OUTAGES = ("unable to open database", "disk i/o error", "readonly database", "database is locked",
+                  "database or disk is full", "malformed")
+# PostgreSQL error classes of the connection, the server's resources and its shutdown.
+POSTGRES_OUTAGE_CODES = ("08", "53", "57P")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is unreachable or unusable (503), not that a query is wrong (500)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    while getattr(exc, "orig", None) is not None:
+        exc = exc.orig  # peewee keeps the exception it wraps, sometimes a peewee one wrapping the driver's
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(text in str(exc).lower() for text in SQLITE_OUTAGES)
+    if type(exc).__module__.partition(".")[0] != "psycopg2":
+        return False
+    import psycopg2
+
+    if isinstance(exc, psycopg2.InterfaceError):
+        return True  # the connection is closed
+    if not isinstance(exc, psycopg2.OperationalError):
+        return False
+    # A connection that failed or broke has no SQLSTATE: the server never answered.
+    return exc.pgcode is None or exc.pgcode.startswith(POSTGRES_OUTAGE_CODES)
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _is_busy(exc: Exception) -> bool:
@@ -59,16 +106,54 @@ class SqliteDatabase(PooledSqliteDatabase):
 
     A deferred transaction that reads and then writes can fail with a busy
     error that no retry resolves; taking the lock first avoids that.
+
+    ``expected`` is the (device, inode) the file must have; unknown, the first
+    checkout that finds the file remembers it. A missing file is created only
+    while nothing is expected and ``create`` allows it.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, path: Path, *args, create: bool = True, expected: tuple[int, int] | None = None, **kwargs):
+        self.path = path
+        self.expected = expected
+        self.create = create and expected is None
+        super().__init__(self._uri(), *args, uri=True, **kwargs)
         self._lock_type = "IMMEDIATE"
 
+    def _uri(self) -> str:
+        # mode=rw: opening a missing file fails instead of creating an empty database.
+        return f"file:{quote(str(self.path))}?mode={'rwc' if self.create else 'rw'}"
+
     def _connect(self):
+        self.check_file()
         # Opening sets WAL mode, which needs a moment of exclusive access: when
         # several workers start on a new file at once, all but one are told "busy".
-        return _retry_busy(lambda: super(SqliteDatabase, self)._connect())
+        conn = _retry_busy(lambda: super(SqliteDatabase, self)._connect())
+        if self.expected is None:
+            self.check_file()  # just created: remember it, and never create it again
+        return conn
+
+    def check_file(self) -> None:
+        """Refuse a checkout when the file is gone or is not the one this worker opened."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self.create:
+                return  # the first start: this connection creates it
+            raise DatabaseUnavailable(missing_database_message(self.path)) from None
+        identity = (st.st_dev, st.st_ino)
+        if self.expected is None:
+            self.expected, self.create = identity, False
+            self.database = self._uri()
+        elif identity != self.expected:
+            raise DatabaseUnavailable(
+                f"database {self.path} was replaced by another file while in use: restart the service to "
+                "use the new file, or run `flask --app wsgi db upgrade` to accept it")
+
+    def accept_current_file(self) -> None:
+        """Forget what was expected: use the file as it is now, or create it if missing (``db upgrade``)."""
+        self.close_all()
+        self.expected, self.create = None, True
+        self.database = self._uri()
 
     def execute_sql(self, sql, params=None):
         return _retry_busy(lambda: super(SqliteDatabase, self).execute_sql(sql, params))
@@ -109,7 +194,7 @@ def _make_postgres_cooperative():
         psycopg2.extensions.set_wait_callback(_gevent_wait)
 
 
-def make_database(url: str):
+def make_database(url: str, create: bool = True, expected: tuple[int, int] | None = None):
     parsed = urlparse(url)
     if parsed.scheme in ("postgres", "postgresql"):
         _make_postgres_cooperative()
@@ -126,11 +211,14 @@ def make_database(url: str):
             **options,
         )
     if parsed.scheme == "sqlite":
-        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else parsed.path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is None:
+            raise ValueError(f"not a SQLite file URL: {url!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteDatabase(
             path,
+            create=create,
+            expected=expected,
             max_connections=64,
             stale_timeout=300,
             timeout=POOL_WAIT_SECONDS,
@@ -150,17 +238,53 @@ def is_postgres() -> bool:
     return isinstance(database.obj, PostgresqlDatabase)
 
 
-def init_database(url: str):
-    db = make_database(url)
+def init_database(url: str, create: bool = True, expected: tuple[int, int] | None = None):
+    """``create`` and ``expected`` apply to SQLite files (see ``SqliteDatabase``)."""
+    db = make_database(url, create, expected)
     database.initialize(db)
     return db
 
 
+_commit_hooks = threading.local()
+
+
 @contextmanager
 def transaction():
-    """A write transaction (BEGIN IMMEDIATE on SQLite)."""
-    with database.atomic():
-        yield
+    """A write transaction (BEGIN IMMEDIATE on SQLite); nested ones are savepoints of the outermost."""
+    if database.in_transaction():
+        with database.atomic():
+            yield
+        return
+    _commit_hooks.pending = []
+    try:
+        with database.atomic():
+            yield
+            while _commit_hooks.pending:
+                _commit_hooks.pending.pop(0)()
+    finally:
+        _commit_hooks.pending = []
+
+
+def before_commit(callback) -> None:
+    """Run ``callback()`` as the last statements of the enclosing ``transaction()``.
+
+    For writes that must take a lock held until commit: taken this late, it is
+    held for the commit alone instead of for the whole transaction.
+    """
+    pending = getattr(_commit_hooks, "pending", None)
+    if pending is None or not database.in_transaction():
+        raise RuntimeError("before_commit() needs an open transaction()")
+    pending.append(callback)
+
+
+def release_connection() -> None:
+    """Give this greenlet's pooled connection back, unless a transaction still needs it.
+
+    The one place that returns connections: request teardown, turns that wait on
+    a model, streams that wait on events, and ``connection()`` below.
+    """
+    if not database.is_closed() and not database.in_transaction():
+        database.close()
 
 
 @contextmanager
@@ -168,12 +292,18 @@ def connection():
     """A pooled connection for work outside a request (background loops, CLI)."""
     opened = database.is_closed()
     if opened:
-        database.connect(reuse_if_open=True)
+        try:
+            database.connect(reuse_if_open=True)
+        except (OperationalError, InterfaceError) as exc:
+            if not is_outage(exc):
+                raise
+            # One line for a maintenance command, not the driver's traceback.
+            raise DatabaseUnavailable(f"database unavailable: {first_line(exc)}") from exc
     try:
         yield
     finally:
-        if opened and not database.in_transaction():
-            database.close()
+        if opened:
+            release_connection()
 
 
 def advisory_lock(key: int):

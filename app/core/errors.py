@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
 
-from flask import g, jsonify
+from flask import g, jsonify, request
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
+from app.core.db import first_line, is_outage
+from app.core.redaction import mask_text, mask_values
+
 log = logging.getLogger("http")
+
+# Seconds a client is told to wait when the database is down; and between two
+# warnings about it, so an outage does not flood the log with one line per request.
+OUTAGE_RETRY_AFTER = 5
+OUTAGE_LOG_INTERVAL = 10.0
+_last_outage_log = 0.0
 
 
 class ApiError(Exception):
@@ -28,7 +38,13 @@ class BadRequest(ApiError):
 
 
 class Unauthorized(ApiError):
+    """Carries the RFC 6750 challenge; ``token_sent`` says the request's token was refused (bad, expired, revoked)."""
+
     status, code, default_message = 401, "unauthorized", "A valid bearer token is required"
+
+    def __init__(self, message: str | None = None, details=None, headers: dict | None = None, token_sent=False):
+        challenge = 'Bearer realm="lockgate"' + (', error="invalid_token"' if token_sent else "")
+        super().__init__(message, details, {"WWW-Authenticate": challenge, **(headers or {})})
 
 
 class Forbidden(ApiError):
@@ -68,7 +84,7 @@ class BadGateway(ApiError):
 
 
 class ServiceUnavailable(ApiError):
-    status, code, default_message = 503, "unavailable", "Service unavailable"
+    status, code, default_message = 503, "service_unavailable", "Service unavailable"
 
 
 HTTP_STATUS_ERRORS = {
@@ -79,7 +95,8 @@ HTTP_STATUS_ERRORS = {
 
 
 def error_response(error: ApiError):
-    body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    # A message or detail may quote input or stored values: URL passwords and tokens never leave.
+    body = {"error": {"code": error.code, "message": mask_text(error.message), "details": mask_values(error.details)}}
     response = jsonify(body)
     response.status_code = error.status
     response.headers.update(error.headers)
@@ -90,9 +107,8 @@ def from_http_exception(exc: HTTPException) -> ApiError:
     cls = HTTP_STATUS_ERRORS.get(exc.code)
     if cls is None:
         return InternalError() if (exc.code or 500) >= 500 else BadRequest(exc.description)
-    data = getattr(exc, "data", None) or {}
-    if cls is BadRequest and "messages" in data:
-        return BadRequest("Request validation failed", details=_flatten(data["messages"]))
+    if cls in (NotFound, MethodNotAllowed) and has_empty_segment(request.path):
+        return empty_segment(request.path)
     if cls is NotFound:
         return NotFound("No such endpoint")
     if cls is MethodNotAllowed:
@@ -100,17 +116,15 @@ def from_http_exception(exc: HTTPException) -> ApiError:
         headers = {"Allow": ", ".join(allowed)} if allowed else None
         return MethodNotAllowed(details={"allowed": allowed} if allowed else None, headers=headers)
     if cls is PayloadTooLarge:
-        return PayloadTooLarge()
+        return too_large(request.max_content_length)
     return cls()
 
 
-def _flatten(messages: dict) -> dict:
-    """webargs nests errors by location ({"json": {...}}); clients want the fields."""
-    if len(messages) == 1:
-        (only,) = messages.values()
-        if isinstance(only, dict):
-            return only
-    return messages
+def too_large(limit: int | None) -> PayloadTooLarge:
+    """The 413 for a body over ``[gateway] max_body_bytes``, whether it had a Content-Length or was chunked."""
+    if limit is None:
+        return PayloadTooLarge()
+    return PayloadTooLarge(f"Request body larger than {limit} bytes", details={"max_body_bytes": limit})
 
 
 def handle_exception(exc: Exception):
@@ -122,10 +136,35 @@ def handle_exception(exc: Exception):
         log.warning("database connection pool exhausted (request %s)", g.get("request_id"))
         return error_response(ServiceUnavailable("Too busy: no database connection free; retry shortly",
                                                  headers={"Retry-After": "1"}))
+    if is_outage(exc):
+        return error_response(outage(exc))
     request_id = getattr(g, "request_id", None)
     log.exception("unhandled error (request %s)", request_id)
     return error_response(InternalError(f"Unexpected server error (request id {request_id})"))
 
 
+def has_empty_segment(path: str) -> bool:
+    return path != "/" and "" in path.split("/")[1:]
+
+
+def empty_segment(path: str) -> NotFound:
+    # Usually a shell variable that was never set: ``/sessions/$SESSION_ID/messages``.
+    return NotFound(f"The path {path} has an empty segment: is a variable in the URL unset, or a '/' doubled?",
+                    details={"path": path, "reason": "empty path segment"})
+
+
+def outage(exc: BaseException) -> ServiceUnavailable:
+    """The 503 for a database that cannot serve; the first of a burst is logged at warn."""
+    global _last_outage_log
+    if time.monotonic() - _last_outage_log > OUTAGE_LOG_INTERVAL:
+        _last_outage_log = time.monotonic()
+        log.warning("database unavailable: %s", first_line(exc))
+    return ServiceUnavailable("The database is unavailable; retry shortly",
+                              headers={"Retry-After": str(OUTAGE_RETRY_AFTER)})
+
+
 def register(app):
+    # No route has an empty segment; without merging, such a path reaches the 404 above instead of
+    # a redirect to another route (or its 405).
+    app.url_map.merge_slashes = False
     app.register_error_handler(Exception, handle_exception)

@@ -12,13 +12,16 @@ import json
 import logging
 from collections.abc import Callable
 
-from app.core.db import advisory_lock, transaction, utcnow
+from app.core import jsonbody
+from app.core.db import advisory_lock, before_commit, transaction, utcnow
 from app.core.models import Event
 from app.core.tailer import Tailer
 
 log = logging.getLogger("core::events")
 
-EVENTS_LOCK_KEY = 0x4C6B6576  # serialises appends on PostgreSQL so ids commit in order
+# Serialises appends on PostgreSQL so that ids commit in order (the tailer reads
+# "id > last seen"). Taken just before commit, so only commits wait on each other.
+EVENTS_LOCK_KEY = 0x4C6B6576
 
 _in_transaction_listeners: list[Callable[[str, dict], None]] = []
 _tailer = Tailer(Event, interval=0.2)
@@ -30,13 +33,17 @@ def on_publish(listener: Callable[[str, dict], None]) -> None:
         _in_transaction_listeners.append(listener)
 
 
-def publish(topic: str, payload: dict) -> int:
+def publish(topic: str, payload: dict) -> None:
+    """Record an event in the caller's transaction (or one of its own); subscribers see it once committed."""
     with transaction():
-        advisory_lock(EVENTS_LOCK_KEY)
-        event = Event.create(topic=topic, payload=json.dumps(payload, default=str), created_at=utcnow())
         for listener in _in_transaction_listeners:
             listener(topic, payload)
-    return event.id
+        before_commit(lambda: _append(topic, jsonbody.dumps(payload, default=str)))
+
+
+def _append(topic: str, payload: str) -> None:
+    advisory_lock(EVENTS_LOCK_KEY)
+    Event.insert(topic=topic, payload=payload, created_at=utcnow()).execute()
 
 
 def subscribe(prefix: str, callback: Callable[[str, dict], None]) -> Callable:

@@ -13,6 +13,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 
+from app.core import redaction
 from app.core.background import on_stop, spawn_loop
 from app.core.db import advisory_lock, connection, transaction
 from app.core.models import LogEntry
@@ -52,6 +53,25 @@ def module_name(logger_name: str) -> str:
     return name or "root"
 
 
+class SecretsFilter(logging.Filter):
+    """Masks URL passwords and credential-like query values in a record before any handler writes it.
+
+    Whatever a module logs (a hook URL with ``?token=``, an upstream error naming a URL), the stored
+    logs, their streams and stderr never carry those secrets.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redaction.mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redaction.mask_text(record.exc_text)
+        return True
+
+
 class DatabaseHandler(logging.Handler):
     def __init__(self):
         super().__init__()
@@ -82,7 +102,7 @@ class DatabaseHandler(logging.Handler):
 
     @staticmethod
     def formatter_exception(record) -> str:
-        return logging.Formatter().formatException(record.exc_info)
+        return record.exc_text or logging.Formatter().formatException(record.exc_info)
 
     def flush_to_database(self) -> int:
         with self._buffer_lock:
@@ -110,12 +130,15 @@ def install(level: str = "info") -> DatabaseHandler:
     global _handler
     root = logging.getLogger()
     if _handler is None:
+        secrets = SecretsFilter()
         _handler = DatabaseHandler()
+        _handler.addFilter(secrets)
         root.addHandler(_handler)
         # Operators also see warnings and errors on stderr (gunicorn's log, the journal).
         console = logging.StreamHandler(sys.stderr)
         console.setLevel(logging.WARNING)
         console.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
+        console.addFilter(secrets)
         root.addHandler(console)
         spawn_loop("log-flush", lambda: FLUSH_INTERVAL, _handler.flush_to_database)
         on_stop(_handler.flush_to_database)

@@ -3,6 +3,10 @@
 Several workers may start at once: the whole run is one transaction that
 takes the database's write lock (SQLite) or an advisory lock (PostgreSQL),
 so exactly one of them applies each migration and the others see it done.
+
+Opening the database at start-up follows the rule of ``app.core.startup``: a
+SQLite file this data directory used before and that has gone is not created
+again at start-up; only ``flask db upgrade`` (``accept_current_file``) does.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import pkgutil
 import re
 
 import migrations
-from app.core.db import advisory_lock, database, utcnow
+from app.core.db import advisory_lock, connection, database, init_database, is_outage, utcnow
 from app.core.models import SchemaMigration
+from app.core.startup import record_identity, recorded_identity, sqlite_path
 
 MIGRATION_LOCK_KEY = 0x4C6B6D67  # arbitrary, fixed: "Lkmg"
 NAME_PATTERN = re.compile(r"^m\d{4}_\w+$")
@@ -56,3 +61,36 @@ def upgrade() -> list[str]:
 def status() -> list[tuple[str, object]]:
     done = applied()
     return [(name, done.get(name)) for name in discover()]
+
+
+def open_database(settings) -> list[str]:
+    """Open the configured database and apply pending migrations; the names of those applied.
+
+    When the database cannot serve (its file lost, PostgreSQL down), the worker
+    starts anyway and answers 503 until it can: a worker respawned during an
+    outage must not take the whole service down by failing to boot.
+    """
+    path = sqlite_path(settings.database_url)
+    expected = recorded_identity(settings.data_dir, path) if path is not None else None
+    init_database(settings.database_url, create=expected is None, expected=expected)
+    try:
+        with connection():
+            ran = upgrade()
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        return []
+    if path is not None and expected is None:
+        record_identity(settings.data_dir, path, database.obj.expected)
+    return ran
+
+
+def accept_current_file(settings) -> None:
+    """``db upgrade``: take the SQLite file as it is now (restored, moved) or create it, and record it."""
+    path = sqlite_path(settings.database_url)
+    if path is None:
+        return
+    database.obj.accept_current_file()
+    with connection():
+        database.execute_sql("SELECT 1")
+    record_identity(settings.data_dir, path, database.obj.expected)

@@ -3,6 +3,13 @@
 One atomic "increment or restart the window" per request: an UPSERT in a
 side SQLite file (by default), in the PostgreSQL database, or INCR in Redis.
 Counters are disposable, so the SQLite side file skips fsync entirely.
+
+Storage that fails or hangs must neither slow every request nor switch the
+limits off unnoticed: each Redis call is bounded by ``[redis] timeout_secs``,
+a failure stops the counting for ``STORAGE_RETRY_SECONDS`` (a circuit breaker),
+and meanwhile ``[rate_limits] on_storage_error`` decides: ``allow`` lets
+requests through uncounted, ``deny`` answers 503. Uncounted requests are
+logged at warn and counted in ``GET /api/v1/status``.
 """
 
 from __future__ import annotations
@@ -16,12 +23,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.core.errors import ServiceUnavailable
 from app.core.settings import parse_limit
 
 log = logging.getLogger("http::ratelimit")
 
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-PROBE_PATHS = ("/api/v1/status/health", "/api/v1/health")
+# How long counting stops after a storage failure, and the least time between two warnings about it.
+STORAGE_RETRY_SECONDS = 5.0
+FAILURE_LOG_INTERVAL = 30.0
+
 
 UPSERT = (
     "INSERT INTO rate_counter (key, window_start, count) VALUES ({p}, {p}, 1) "
@@ -31,16 +41,6 @@ UPSERT = (
     "window_start = excluded.window_start RETURNING count"
 )
 SWEEP = "DELETE FROM rate_counter WHERE window_start < {p}"
-
-
-def group_for(path: str, method: str) -> str:
-    if path in PROBE_PATHS:
-        return "probes"
-    if path == "/api/v1/sessions" or path.startswith("/api/v1/sessions/"):
-        return "sessions_read" if method in SAFE_METHODS else "sessions_write"
-    if path == "/api/v1/config" and method not in SAFE_METHODS:
-        return "config_write"
-    return "default"
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,14 @@ class DatabaseCounters:
 
 
 class RedisCounters:
-    def __init__(self, url: str, prefix: str = "lockgate:rl:"):
+    def __init__(self, url: str, prefix: str = "lockgate:rl:", timeout: float = 0.25):
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        # No retries: one call costs at most one timeout, and the breaker decides when to try again.
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                           retry=Retry(NoBackoff(), 0))
         self.prefix = prefix
 
     def incr(self, key: str, window_start: int, period: int) -> int:
@@ -150,23 +154,28 @@ class RateLimiter:
     def __init__(self, counters, settings):
         self.counters = counters
         self.settings = settings
-        self._last_failure_log = 0.0
+        self.storage_errors = 0  # requests this process could not count
+        self._skip_until = 0.0  # monotonic time until which counting is skipped
+        self._last_failure_log = float("-inf")
 
     def limit_for(self, group: str) -> tuple[int, int]:
         return parse_limit(self.settings.get(f"rate_limits.{group}") or "30/s")
 
     def hit(self, group: str, identity: str, now: float | None = None) -> Decision | None:
+        """The decision for one request; None when it goes uncounted (limits off, or storage failing and allowed)."""
         if not self.settings.get("rate_limits.enabled", True):
             return None
+        if time.monotonic() < self._skip_until:
+            return self._uncounted()
         limit, period = self.limit_for(group)
         now = time.time() if now is None else now
         window_start = int(now // period) * period
         reset = window_start + period
         try:
             count = self.counters.incr(f"{group}:{period}:{identity}", window_start, period)
-        except Exception:  # counting must never take the API down with it
-            self._log_failure()
-            return None
+        except Exception as exc:  # any failure of the store: counting must never take the API down with it
+            self._storage_failed(exc)
+            return self._uncounted()
         allowed = count <= limit
         return Decision(
             allowed=allowed,
@@ -176,16 +185,38 @@ class RateLimiter:
             retry_after=max(1, math.ceil(reset - now)),
         )
 
-    def _log_failure(self):
-        if time.monotonic() - self._last_failure_log > 10:
+    def _storage_failed(self, exc: Exception) -> None:
+        self._skip_until = time.monotonic() + STORAGE_RETRY_SECONDS
+        if time.monotonic() - self._last_failure_log >= FAILURE_LOG_INTERVAL:
             self._last_failure_log = time.monotonic()
-            log.exception("rate-limit storage failed; requests pass unlimited meanwhile")
+            log.warning("rate-limit storage failed (%s: %s); requests are %s uncounted, retrying every %gs",
+                        type(exc).__name__, exc, self._policy() + "ed", STORAGE_RETRY_SECONDS)
+
+    def _uncounted(self) -> None:
+        self.storage_errors += 1
+        if self._policy() == "deny":
+            retry_after = math.ceil(max(1.0, self._skip_until - time.monotonic()))
+            raise ServiceUnavailable("Rate limits cannot be counted right now; retry shortly",
+                                     details={"reason": "rate-limit storage unavailable"},
+                                     headers={"Retry-After": str(retry_after)})
+        return None
+
+    def _policy(self) -> str:
+        return self.settings.get("rate_limits.on_storage_error")
+
+    def report(self) -> dict:
+        """This process's part of GET /api/v1/status."""
+        return {
+            "on_storage_error": self._policy(),
+            "storage_errors": self.storage_errors,
+            "storage_ok": time.monotonic() >= self._skip_until,
+        }
 
 
 def make_counters(settings, is_postgres: bool):
     redis_url = settings.get("redis.url")
     if redis_url:
-        return RedisCounters(redis_url)
+        return RedisCounters(redis_url, timeout=settings.get("redis.timeout_secs"))
     if is_postgres:
         return DatabaseCounters()
     return SqliteCounters(settings.data_dir / "ratelimit.db")

@@ -12,111 +12,96 @@ before gevent patches the workers.
 from __future__ import annotations
 
 import copy
+import importlib
+import math
 import os
 import re
 import tempfile
 import threading
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.areas import AREAS
+from app.core import redaction
+from app.core.fields import OPEN, Field
 from app.core.timeparse import parse_duration
 
-REDACTED = "***REDACTED***"
-# A key names a secret when its last word is one: bot_token, api_key, client_secret
-# (but not max_tokens or token_expiry_days).
-SECRET_KEY_PATTERN = re.compile(
-    r"(^|_)(token|secret|password|passwd|api_?key|private_?key|credentials?)$", re.IGNORECASE
-)
-LIMIT_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)s?\s*$")
+REDACTED = redaction.MARKER
+LIMIT_PATTERN = re.compile(r"^\s*(\d{1,12})\s*/\s*(\d{0,12})\s*(s|sec|second|m|min|minute|h|hour)s?\s*$")
+# A window longer than a day is a typo; counters are not kept that long.
+MAX_LIMIT_PERIOD = 86_400
 
 
 class ConfigError(Exception):
     """A configuration problem worth a one-line message, never a traceback."""
 
 
-@dataclass(frozen=True)
-class Field:
-    kind: str  # str | int | float | bool | list | limit | durations
-    default: Any
-    hot: bool = True  # takes effect without a restart
-    choices: tuple = ()
-    minimum: float | None = None
-
-
-# Sections whose keys are free-form (one table per channel).
-OPEN_SECTIONS = {"channels_config"}
-
-SCHEMA: dict[str, dict[str, Field]] = {
+# The platform's own sections; each area adds its own (``app.<area>.settings``).
+CORE_SECTIONS: dict[str, dict[str, Field]] = {
     "gateway": {
-        "host": Field("str", "127.0.0.1", hot=False),
-        "port": Field("int", 3120, hot=False, minimum=1),
-        "workers": Field("int", 0, hot=False, minimum=0),
-        "trusted_proxies": Field("list", []),
-        "max_body_bytes": Field("int", 1_048_576, minimum=1024),
+        "host": Field("str", "127.0.0.1", hot=False,
+            help="Address gunicorn binds to; 0.0.0.0 listens on every interface."),
+        "port": Field("int", 3120, hot=False, minimum=1, maximum=65_535, help="TCP port gunicorn binds to."),
+        "workers": Field("int", 0, hot=False, minimum=0, maximum=1024,
+            help="gunicorn worker processes; 0 means WEB_CONCURRENCY, else max(2, CPU count)."),
+        "trusted_proxies": Field("list", [], help="Addresses or CIDR ranges whose X-Forwarded-For header is believed."),
+        "max_body_bytes": Field("int", 1_048_576, minimum=1024, maximum=1 << 30,
+            help="Largest request body accepted; larger ones get 413 payload_too_large."),
+        "max_streams_per_token": Field("int", 100, minimum=1, maximum=1_000_000,
+            help="Server-Sent Event streams one token may hold open at once; beyond it 429."),
+        "max_stream_backlog": Field("int", 10_000, minimum=10, maximum=10_000_000,
+            help="Records queued for a stream whose client stopped reading before the stream is closed."),
     },
-    "database": {"url": Field("str", "", hot=False)},
-    "redis": {"url": Field("str", "", hot=False)},
-    "auth": {"default_token_expiry_days": Field("int", 0, minimum=0)},
+    "database": {"url": Field("str", "", hot=False, secret=True,
+        help="sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB; empty: lockgate.db in the data directory.")},
+    "redis": {"url": Field("str", "", hot=False, secret=True,
+        help="Redis for the rate-limit counters; empty: PostgreSQL, or ratelimit.db in the data directory."),
+        "timeout_secs": Field("float", 0.25, hot=False, minimum=0.01, maximum=30,
+            help="Longest wait for Redis to connect or answer; past it the request goes on without counting.")},
+    "auth": {"default_token_expiry_days": Field("int", 0, minimum=0, maximum=36_500,
+        help="Lifetime of tokens created without --expires; 0 means they never expire.")},
     "rate_limits": {
-        "enabled": Field("bool", True),
-        "sessions_write": Field("limit", "10/s"),
-        "sessions_read": Field("limit", "50/s"),
-        "config_write": Field("limit", "5/s"),
-        "default": Field("limit", "30/s"),
-        "probes": Field("limit", "1000/s"),
-    },
-    "agent": {
-        "max_turns": Field("int", 50, minimum=1),
-        "max_tool_calls_per_turn": Field("int", 10, minimum=0),
-        "session_timeout_secs": Field("int", 3600, minimum=1),
-        "idle_after_secs": Field("int", 300, minimum=1),
-        "system_prompt": Field("str", "You are a helpful assistant."),
-        "sweep_interval_secs": Field("float", 5.0, minimum=0.1),
-        # A turn holds its session's lock this long past its worker's last sign
-        # of life, so a killed worker blocks the session for at most this.
-        "lock_ttl_secs": Field("float", 10.0, minimum=1.0),
-        # How long a message waits for the session's previous turn before a 409.
-        "lock_wait_secs": Field("float", 120.0, minimum=0),
-    },
-    "memory": {
-        "backend": Field("str", "sqlite", hot=False, choices=("sqlite", "none")),
-        "top_k": Field("int", 5, minimum=0),
-    },
-    "provider": {
-        "name": Field("str", "echo", choices=("echo", "openai", "anthropic")),
-        "model": Field("str", "echo-1"),
-        "base_url": Field("str", ""),
-        "api_key": Field("str", ""),
-        "timeout": Field("float", 60.0, minimum=0.1),
-        "max_retries": Field("int", 3, minimum=0),
-        "max_tokens": Field("int", 1024, minimum=1),
-    },
-    "channels_config": {},
-    "hooks": {
-        "allow_private_targets": Field("bool", False),
-        "timeout_secs": Field("float", 10.0, minimum=0.1),
-        "retry_schedule": Field("durations", ["5s", "30s", "2m", "10m", "1h", "6h"]),
-        "disable_after_failures": Field("int", 20, minimum=1),
-        "poll_interval_secs": Field("float", 0.25, minimum=0.01),
-        "max_concurrency": Field("int", 32, minimum=1),  # deliveries in flight per worker
-        "max_in_flight_per_hook": Field("int", 8, minimum=1),  # across all workers
-        "retention_days": Field("float", 7.0, minimum=0),  # finished deliveries; 0 keeps them
-    },
-    "logs": {
-        "level": Field("str", "info", choices=("trace", "debug", "info", "warn", "error")),
-        "retention_days": Field("float", 7.0, minimum=0),
-        "max_entries": Field("int", 100_000, minimum=100),
-        "heartbeat_secs": Field("float", 15.0, minimum=0.1),
-        "sweep_interval_secs": Field("float", 60.0, minimum=0.1),
+        "enabled": Field("bool", True, help="Turns per-token (per-address without a token) rate limiting on or off."),
+        "default": Field("limit", "30/s", help="Limit of every route without a group of its own."),
+        "probes": Field("limit", "1000/s",
+            help="Limit of GET /api/v1/status/health, kept high for load balancers and probes."),
+        "on_storage_error": Field("str", "allow", choices=("allow", "deny"),
+            help="When the counter storage fails: allow requests unlimited, or deny them with 503."),
     },
 }
 
 
+def assemble_schema(area_names=AREAS) -> dict[str, dict[str, Field] | object]:
+    """The whole schema: the core sections plus every area's ``SECTIONS``, merged by section."""
+    schema = {section: fields if fields is OPEN else dict(fields) for section, fields in CORE_SECTIONS.items()}
+    for name in area_names:
+        try:
+            module = importlib.import_module(f"app.{name}.settings")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"app.{name}.settings":
+                raise
+            continue
+        for section, fields in module.SECTIONS.items():
+            target = schema.setdefault(section, {} if fields is not OPEN else OPEN)
+            if fields is OPEN or target is OPEN:
+                if fields is not target:
+                    raise RuntimeError(f"[{section}] is declared both free-form and with keys")
+                continue
+            clash = target.keys() & fields.keys()
+            if clash:
+                raise RuntimeError(f"[{section}] keys declared twice: {', '.join(sorted(clash))}")
+            target.update(fields)
+    return schema
+
+
+SCHEMA = assemble_schema()
+OPEN_SECTIONS = {section for section, fields in SCHEMA.items() if fields is OPEN}
+
+
 def defaults() -> dict:
     return {
-        section: {key: copy.deepcopy(field.default) for key, field in fields.items()}
+        section: {} if fields is OPEN else {key: copy.deepcopy(field.default) for key, field in fields.items()}
         for section, fields in SCHEMA.items()
     }
 
@@ -127,7 +112,12 @@ def parse_limit(text: str) -> tuple[int, int]:
     if not match:
         raise ValueError(f"not a rate limit like '10/s' or '100/min': {text!r}")
     count, multiple, unit = int(match[1]), int(match[2] or 1), match[3][0]
-    return count, multiple * {"s": 1, "m": 60, "h": 3600}[unit]
+    period = multiple * {"s": 1, "m": 60, "h": 3600}[unit]
+    if count < 1 or period < 1:
+        raise ValueError(f"a rate limit needs at least one request per period of at least one second: {text!r}")
+    if period > MAX_LIMIT_PERIOD:
+        raise ValueError(f"a rate limit's period is at most {MAX_LIMIT_PERIOD // 3600}h: {text!r}")
+    return count, period
 
 
 def _check_durations(values: list[str]) -> None:
@@ -146,8 +136,8 @@ def coerce(field: Field, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("expected an integer")
     elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError("expected a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or _infinite(value):
+            raise ValueError("expected a finite number")
         value = float(value)
     elif kind in ("str", "limit"):
         if not isinstance(value, str):
@@ -162,8 +152,27 @@ def coerce(field: Field, value: Any) -> Any:
     if field.choices and value not in field.choices:
         raise ValueError(f"expected one of {', '.join(field.choices)}")
     if field.minimum is not None and value < field.minimum:
-        raise ValueError(f"must be at least {field.minimum:g}")
+        raise ValueError(f"must be at least {_number(field.minimum)}")
+    if field.maximum is not None and value > field.maximum:
+        raise ValueError(f"must be at most {_number(field.maximum)}")
     return value
+
+
+def _infinite(value) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _first_infinite(value: Any, dotted: str) -> str | None:
+    """The dotted key of a nan or inf in a TOML table (JSON cannot carry them back to clients)."""
+    if isinstance(value, dict):
+        return next(filter(None, (_first_infinite(v, f"{dotted}.{k}") for k, v in value.items())), None)
+    if isinstance(value, list):
+        return next(filter(None, (_first_infinite(v, dotted) for v in value)), None)
+    return dotted if _infinite(value) else None
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
 def validate(data: dict, locate=lambda dotted: None) -> dict:
@@ -175,6 +184,9 @@ def validate(data: dict, locate=lambda dotted: None) -> dict:
         if not isinstance(table, dict):
             raise ConfigError(_where(f"[{section}] must be a table", locate(section)))
         if section in OPEN_SECTIONS:
+            bad = _first_infinite(table, section)
+            if bad:
+                raise ConfigError(_where(f"{bad}: expected a finite number", locate(bad)))
             merged[section] = copy.deepcopy(table)
             continue
         for key, value in table.items():
@@ -214,19 +226,26 @@ def line_locator(text: str):
     return locate
 
 
-def redact(value: Any, key: str = "") -> Any:
-    """A copy with every secret, at any depth, replaced by the redaction marker."""
-    if isinstance(value, dict):
-        return {k: redact(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    if key and SECRET_KEY_PATTERN.search(key) and value not in ("", None):
-        return REDACTED
-    return value
+def schema_verdict(path: tuple) -> bool | None:
+    """Whether the schema marks the key at ``path`` secret; None where it does not describe the key.
+
+    Section names are never secrets (``[auth]`` holds none); below them, keys the schema does not
+    know (free-form tables) are judged by their names (``app.core.redaction``).
+    """
+    if len(path) < 2:
+        return False
+    field = field_for(f"{path[0]}.{path[1]}") if len(path) == 2 else None
+    return None if field is None else field.secret
+
+
+def redact(value: Any) -> Any:
+    """A copy of a configuration tree with every secret, at any depth, hidden."""
+    return redaction.redact(value, schema_verdict)
 
 
 def is_secret_key(dotted: str) -> bool:
-    return bool(SECRET_KEY_PATTERN.search(dotted.rsplit(".", 1)[-1]))
+    """Whether ``redact`` hides the value of a dotted key (by its field, its name or a table above it)."""
+    return redaction.is_secret_path(tuple(dotted.split(".")), schema_verdict)
 
 
 def config_path() -> Path:
@@ -290,10 +309,20 @@ class Settings:
             return True
 
     def get(self, dotted: str, default=None):
+        """The value of a key; a key the schema does not know is a programming error.
+
+        Only inside free-form sections (``channels_config.<name>.<key>``) may a
+        key be absent, and then ``default`` answers.
+        """
+        section = dotted.partition(".")[0]
+        if section not in OPEN_SECTIONS and field_for(dotted) is None and section != dotted:
+            raise KeyError(f"unknown configuration key {dotted!r}")
         node: Any = self.data
         for part in dotted.split("."):
             if not isinstance(node, dict) or part not in node:
-                return default
+                if section in OPEN_SECTIONS:
+                    return default
+                raise KeyError(f"unknown configuration key {dotted!r}")
             node = node[part]
         return node
 
@@ -318,22 +347,22 @@ def load_settings(path: Path | None = None, overrides: dict | None = None) -> Se
 def check_patch(changes: dict, current: Settings) -> tuple[dict, dict]:
     """Validate dotted-key changes. Returns (to_write, errors_by_key).
 
-    A secret sent back as the redaction marker is dropped: clients echo what
-    GET returned and must not overwrite the real value with the marker.
+    A secret sent back as GET showed it is dropped, and a value sent back with
+    masked parts (a URL's password) gets them from the stored value: clients
+    echo what GET returned and must not overwrite the real value with the marker.
     """
     to_write, errors = {}, {}
+    tables = {section: copy.deepcopy(current.data.get(section, {})) for section in OPEN_SECTIONS}
     for dotted, value in changes.items():
         parts = dotted.split(".")
         section = parts[0]
         if section in OPEN_SECTIONS:
-            if len(parts) < 3 or not all(parts):
-                errors[dotted] = [f"expected {section}.<name>.<key>"]
-                continue
-            if not isinstance(value, (str, int, float, bool, list)):
-                errors[dotted] = ["expected a string, number, boolean or list"]
+            problem = _open_key_problem(parts, tables[section]) or _open_value_problem(value)
+            if problem:
+                errors[dotted] = [problem]
                 continue
         else:
-            field = SCHEMA.get(section, {}).get(".".join(parts[1:])) if len(parts) == 2 else None
+            field = field_for(dotted) if len(parts) == 2 else None
             if field is None:
                 errors[dotted] = ["unknown configuration key"]
                 continue
@@ -342,16 +371,57 @@ def check_patch(changes: dict, current: Settings) -> tuple[dict, dict]:
             except ValueError as exc:
                 errors[dotted] = [str(exc)]
                 continue
-        if value == REDACTED and is_secret_key(dotted):
+        try:
+            value = redaction.unmask(value, _stored(current, dotted), is_secret_key(dotted))
+        except redaction.MaskedValueError as exc:
+            errors[dotted] = [str(exc)]
+            continue
+        if value is redaction.KEEP:
             continue
         to_write[dotted] = value
     return to_write, errors
 
 
+def _open_key_problem(parts: list[str], table: dict) -> str | None:
+    """Why ``section.name.key`` cannot be set in a free-form table (as it stands, with this patch's earlier keys)."""
+    if len(parts) < 3 or not all(parts):
+        return f"expected {parts[0]}.<name>.<key>"
+    node = table
+    for depth, part in enumerate(parts[1:-1], start=2):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            return f"{'.'.join(parts[:depth])} is a value, not a table: it cannot hold keys"
+        node = child
+    if isinstance(node.get(parts[-1]), dict):
+        return f"{'.'.join(parts)} is a table: set its keys one by one"
+    node[parts[-1]] = None  # taken: a later key of this patch cannot go under it
+    return None
+
+
+def _open_value_problem(value: Any) -> str | None:
+    scalar = (str, int, float, bool)
+    if isinstance(value, scalar) or (isinstance(value, list) and all(isinstance(v, scalar) for v in value)):
+        return None
+    return "expected a string, number, boolean, or a list of those"
+
+
+def _stored(current: Settings, dotted: str) -> Any:
+    try:
+        return current.get(dotted)
+    except KeyError:
+        return None
+
+
 def needs_restart(dotted: str) -> bool:
-    section, _, key = dotted.partition(".")
-    field = SCHEMA.get(section, {}).get(key)
+    field = field_for(dotted)
     return field is not None and not field.hot
+
+
+def field_for(dotted: str) -> Field | None:
+    """The schema's field for ``section.key``; None for free-form sections and unknown keys."""
+    section, _, key = dotted.partition(".")
+    fields = SCHEMA.get(section)
+    return None if fields is None or fields is OPEN else fields.get(key)
 
 
 def write_changes(path: Path, changes: dict) -> None:

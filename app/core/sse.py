@@ -1,19 +1,27 @@
-"""Server-Sent Events: framing, per-stream queues, heartbeats and shutdown.
+"""Server-Sent Events: framing, per-stream queues, stream slots, heartbeats and shutdown.
 
 A stream reads from a bounded queue fed by a tailer. A client too slow to
 keep up loses its stream (not the worker's memory) and reconnects with
-``Last-Event-ID``, which resumes from the database without a gap.
+``Last-Event-ID``, which resumes from the database without a gap. A client
+that stops reading altogether leaves its stream's writer blocked on a full
+socket, where no queue item can reach it: the overflow shuts the connection
+down under it, so the stream ends as if the client had gone.
 """
 
 from __future__ import annotations
 
-import json
+import logging
+import os
 import queue
+import socket
 import threading
 
-from flask import Response, stream_with_context
+from flask import Response, has_request_context, request, stream_with_context
 
+from app.core import jsonbody, streams
 from app.core.background import on_stop
+
+log = logging.getLogger("http::sse")
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -32,7 +40,7 @@ def frame(data, event: str | None = None, event_id=None) -> str:
         lines.append(f"id: {event_id}")
     if event:
         lines.append(f"event: {event}")
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    text = data if isinstance(data, str) else jsonbody.dumps(data, separators=(",", ":"))
     lines.extend(f"data: {line}" for line in text.split("\n"))
     return "\n".join(lines) + "\n\n"
 
@@ -42,43 +50,85 @@ def comment(text: str = "heartbeat") -> str:
 
 
 class Subscription:
-    """A bounded queue of items for one stream."""
+    """The batches of records waiting for one stream.
 
-    def __init__(self, maxsize: int = 2000):
-        self._queue = queue.Queue(maxsize)
+    A batch arriving while ``max_backlog`` records or more still wait closes the
+    stream (so at most that plus one batch is held). Use it as a context manager
+    in the stream's generator: leaving it closes the queue, and counts the stream
+    as dropped when it overflowed.
+    """
+
+    def __init__(self, max_backlog: int = 10_000):
+        self._queue = queue.Queue()
+        self._max_backlog = max_backlog
+        self._backlog = 0
+        self._lock = threading.Lock()
         self.overflowed = False
+        self.closed = False
+        # The client's connection when served by gunicorn; None elsewhere (a test client).
+        self._socket = request.environ.get("gunicorn.socket") if has_request_context() else None
         with _open_lock:
             _open.add(self)
 
-    def put(self, item) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self.overflowed = True
-            self.close()
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+        if self.overflowed:
+            streams.record_dropped()
+
+    def put(self, batch: list) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            if self._backlog >= self._max_backlog:
+                self.overflowed = True
+            else:
+                self._backlog += len(batch)
+                self._queue.put_nowait(batch)
+                return
+        log.warning("stream closed: its client stopped reading (%d records waiting)", self._backlog)
+        self.close()
+        _shut_down(self._socket)
 
     def get(self, timeout: float):
-        """The next item, None on timeout, or raises StopIteration when closed."""
+        """The next batch, None on timeout, or raises StopIteration when closed."""
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
         if item is _CLOSE:
             raise StopIteration
+        with self._lock:
+            self._backlog -= len(item)
         return item
 
     def close(self) -> None:
         with _open_lock:
             _open.discard(self)
-        try:
-            self._queue.put_nowait(_CLOSE)
-        except queue.Full:
-            # Make room: the stream is ending anyway.
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            self._queue.put_nowait(_CLOSE)
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        self._queue.put_nowait(_CLOSE)
+
+
+def _shut_down(sock) -> None:
+    """End a connection whose writer may be blocked sending to a client that does not read.
+
+    Shutdown acts on the connection, not on one descriptor: done through a
+    duplicate, the blocked send fails with EPIPE, which gunicorn treats as a
+    client that went away (gevent's own shutdown would wake it with EBADF
+    instead, logged as a socket error).
+    """
+    if sock is None:
+        return
+    try:
+        with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already gone
 
 
 def _close_all() -> None:
@@ -91,14 +141,12 @@ def _close_all() -> None:
 on_stop(_close_all)
 
 
-def open_count() -> int:
-    with _open_lock:
-        return len(_open)
-
-
-def response(generator) -> Response:
-    return Response(
+def response(generator, slot: streams.Slot) -> Response:
+    """The streaming response; ``slot`` (from ``streams.claim()``) is freed when it closes, iterated or not."""
+    stream = Response(
         stream_with_context(generator),
         mimetype="text/event-stream",
         headers=SSE_HEADERS,
     )
+    stream.call_on_close(slot.release)
+    return stream

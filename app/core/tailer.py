@@ -10,6 +10,7 @@ X has seen every row below X.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from app.core.background import spawn_loop
@@ -69,3 +70,5 @@ class Tailer:
                 callback(rows)
             if len(rows) < self.batch:
                 return
+            # Let subscribers drain what they got before the next batch: a burst is not a slow client.
+            time.sleep(0)

@@ -7,13 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$", re.IGNORECASE)
 UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Longer than anything the service schedules or looks back over; bounds the arithmetic
+# (a datetime minus 999999999 days overflows).
+MAX_DURATION = timedelta(days=36_500)
 
 
 def parse_duration(text: str) -> timedelta:
+    """The one duration grammar: a number and a unit, ``500ms``, ``30s``, ``15m``, ``1h``, ``2d``, ``1w``."""
     match = DURATION.match(text)
     if not match:
         raise ValueError(f"not a duration like 30s, 15m, 1h, 2d: {text!r}")
-    return timedelta(seconds=float(match[1]) * UNIT_SECONDS[match[2].lower()])
+    seconds = float(match[1]) * UNIT_SECONDS[match[2].lower()]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"durations are at most {MAX_DURATION.days} days: {text!r}")
+    return timedelta(seconds=seconds)
 
 
 def parse_instant(text: str) -> datetime:
@@ -26,10 +33,8 @@ def parse_instant(text: str) -> datetime:
 
 def parse_since(text: str, now: datetime) -> datetime:
     """``since`` as either an instant or a duration before now."""
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
+    if DURATION.match(text):
+        return now - parse_duration(text)  # its own reason, e.g. longer than MAX_DURATION
     try:
         return parse_instant(text)
     except ValueError:

@@ -1,25 +1,25 @@
-"""Sending outbox rows: a per-worker dispatcher of greenlets, one per delivery.
+"""Sending deliveries: the ``hooks.deliver`` job kind, run by each worker's job pool.
 
-Each worker polls the outbox, claims what its free slots allow and sends
-every claimed row in its own greenlet (a thread outside gevent), so a slow
-receiver holds one slot and nothing else. Nothing touches the network inside
-a database transaction: claiming, sending and recording are separate steps.
+Each claimed delivery is sent in its own greenlet (a thread outside gevent),
+so a slow receiver holds one slot and nothing else. Nothing touches the
+network inside a database transaction: claiming, sending and recording are
+separate steps.
 
 A claim lasts the attempt's timeout plus ``CLAIM_MARGIN_SECS``, and an
-attempt never runs past its claim (minus ``CLAIM_SAFETY_SECS``), so a
-claim can only lapse once its sender has stopped sending.
+attempt never runs past its claim (minus ``CLAIM_SAFETY_SECS``), so a claim
+can only lapse once its sender has stopped sending; the pool renews it on top.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 import time
 from datetime import timedelta
 
-from app.core.background import spawn_loop, stopping
-from app.core.db import connection, utcnow
-from app.core.leases import owner_id, run_singleton
+from app.core import jobs
+from app.core.db import utcnow
+from app.core.leases import run_singleton
 from app.core.timeparse import parse_duration
 from app.hooks import outbox, signing, targets
 from app.hooks.models import SUCCEEDED
@@ -29,20 +29,29 @@ log = logging.getLogger("hooks::delivery")
 CLAIM_MARGIN_SECS = 5.0  # time to record a result after the attempt's timeout
 CLAIM_SAFETY_SECS = 1.0  # kept between the end of an attempt and the claim's expiry
 MIN_ATTEMPT_SECS = 0.05
-COALESCE_SECS = 0.005  # after a slot frees, wait this long for others before claiming
-DB_SLOTS = 4  # senders recording at once per worker: bounded well below the connection pool
 RETENTION_INTERVAL_SECS = 300.0
 RETRYABLE_STATUSES = {408, 429}
 
+
 def parse_schedule(entries: list[str]) -> list[float]:
     """Seconds of each ``[hooks] retry_schedule`` entry (validated when the config loads)."""
-    return [parse_duration(entry).total_seconds() for entry in entries]
+    return list(_seconds(tuple(entries)))
 
 
-def policy(settings) -> outbox.Policy:
-    return outbox.Policy(
-        schedule=parse_schedule(settings.get("hooks.retry_schedule")),
-        disable_after=settings.get("hooks.disable_after_failures"),
+@functools.lru_cache(maxsize=16)
+def _seconds(entries: tuple[str, ...]) -> tuple[float, ...]:
+    # Read at every poll (the setting is hot): parsed once per distinct value.
+    return tuple(parse_duration(entry).total_seconds() for entry in entries)
+
+
+def limits(state) -> jobs.Limits:
+    settings = state.settings
+    return jobs.Limits(
+        claim_secs=settings.get("hooks.timeout_secs") + CLAIM_MARGIN_SECS,
+        schedule=_seconds(tuple(settings.get("hooks.retry_schedule"))),
+        concurrency=settings.get("hooks.max_concurrency"),
+        per_partition=settings.get("hooks.max_in_flight_per_hook"),
+        poll_secs=settings.get("hooks.poll_interval_secs"),
     )
 
 
@@ -50,139 +59,77 @@ def classify(status: int) -> str:
     if 200 <= status < 300:
         return SUCCEEDED
     if status in RETRYABLE_STATUSES or status >= 500:
-        return "retry"
-    return "failed"  # other 4xx, and redirects, which are not followed
+        return jobs.RETRY
+    return jobs.FAILED  # other 4xx, and redirects, which are not followed
 
 
-def attempt(claim: outbox.Claim, settings, user_agent: str) -> outbox.Outcome | None:
+def attempt(claim: jobs.Claim, settings, user_agent: str) -> jobs.Outcome | None:
     """Send one claimed delivery; None when its claim is too close to expiry to start."""
     started_at, t0 = utcnow(), time.monotonic()
-    claim_left = (claim.claimed_until - started_at).total_seconds() - CLAIM_SAFETY_SECS
-    budget = min(settings.get("hooks.timeout_secs"), claim_left)
+    budget = min(settings.get("hooks.timeout_secs"), claim.remaining() - CLAIM_SAFETY_SECS)
     if budget < MIN_ATTEMPT_SECS:
         return None
+    send: outbox.Send | None = claim.data
+    if send is None:
+        return jobs.Outcome(jobs.FAILED, error="the delivery no longer exists")
 
-    def outcome(result: str, **fields) -> outbox.Outcome:
+    def outcome(result: str, status_code: int | None = None, response: str | None = None, **fields):
         duration_ms = int((time.monotonic() - t0) * 1000)
-        return outbox.Outcome(result, started_at, duration_ms, **fields)
+        return jobs.Outcome(result, detail=outbox.Attempt(started_at, duration_ms, status_code, response), **fields)
 
     try:
-        target = targets.parse(claim.url)
+        target = targets.parse(send.url)
         addresses = targets.allowed_addresses(target, settings.get("hooks.allow_private_targets"))
         timestamp = int(time.time())  # of this attempt: receivers reject stale timestamps
         headers = {
             "Content-Type": "application/json",
             "User-Agent": user_agent,
             "Connection": "close",
-            **signing.headers(claim.secret, claim.delivery_id, timestamp, claim.body),
+            **signing.headers(send.secret, send.delivery_id, timestamp, send.body),
         }
         remaining = budget - (time.monotonic() - t0)
         if remaining < MIN_ATTEMPT_SECS:
             raise targets.TransportError(f"timed out after {budget:.3g}s")
-        response = targets.post(target, addresses, headers, claim.body.encode(), remaining)
+        response = targets.post(target, addresses, headers, send.body.encode(), remaining)
     except (ValueError, targets.TargetRefused) as exc:
-        return outcome("failed", error=f"target refused: {exc}")
+        return outcome(jobs.FAILED, error=f"target refused: {exc}")
     except targets.TransportError as exc:
-        return outcome("retry", error=str(exc))
+        return outcome(jobs.RETRY, error=str(exc))
     result = classify(response.status)
     error = None if result == SUCCEEDED else f"receiver answered HTTP {response.status}"
-    return outcome(result, status_code=response.status, error=error,
-                   response=response.excerpt or None, retry_after=response.retry_after)
+    return outcome(result, response.status, response.excerpt or None, error=error, retry_after=response.retry_after)
 
 
-class Dispatcher:
-    """Claims due deliveries for this worker and sends each in its own greenlet."""
-
-    def __init__(self, state):
-        self.state = state
-        self.user_agent = f"Lockgate-Webhooks/{state.version}"
-        self._lock = threading.Lock()
-        self._senders: set[threading.Thread] = set()
-        self._db_slots = threading.BoundedSemaphore(DB_SLOTS)
-        self._slot_freed = threading.Event()
-
-    @property
-    def settings(self):
-        return self.state.settings
-
-    def in_flight(self) -> int:
-        with self._lock:
-            return len(self._senders)
-
-    def poll(self) -> int:
-        """Claim and start as many deliveries as free slots allow; how many started."""
-        started = 0
-        while not stopping():
-            free = self.settings.get("hooks.max_concurrency") - self.in_flight()
-            if free <= 0:
-                break
-            ttl = self.settings.get("hooks.timeout_secs") + CLAIM_MARGIN_SECS
-            with connection():
-                claims = outbox.claim(free, self.settings.get("hooks.max_in_flight_per_hook"), ttl, owner_id())
-            for claim in claims:
-                self._start(claim)
-            started += len(claims)
-            if len(claims) < free:
-                break  # nothing more is due now
-        return started
-
-    def _start(self, claim: outbox.Claim) -> None:
-        def run():
-            try:
-                self._send(claim)
-            finally:
-                with self._lock:
-                    self._senders.discard(sender)
-                # Rows may be waiting for this slot (or for this hook's share): claim again now.
-                self._slot_freed.set()
-
-        sender = threading.Thread(target=run, name=f"hook-{claim.delivery_id}", daemon=True)
-        with self._lock:
-            self._senders.add(sender)
-        sender.start()
-
-    def _send(self, claim: outbox.Claim) -> None:
-        try:
-            outcome = attempt(claim, self.settings, self.user_agent)
-            with self._db_slots, connection():
-                if outcome is None:
-                    outbox.release(claim)
-                    return
-                status = outbox.record(claim, outcome, policy(self.settings))
-            _log_result(claim, outcome, status)
-        except Exception:
-            # The claim lapses and another attempt follows: at least once, never lost.
-            log.exception("delivery %s to hook %s could not be completed", claim.delivery_id, claim.hook_id)
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Until every sender started so far has finished (tests and shutdown)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            senders = list(self._senders)
-        for sender in senders:
-            sender.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-
-    def step(self) -> None:
-        """Poll, then sleep until the poll interval ends or a sender frees its slot."""
-        self._slot_freed.clear()
-        try:
-            self.state.refresh_settings()  # a worker without requests still sees config edits
-            self.poll()
-        finally:
-            # Also after an error (database unreachable...): the loop must not spin.
-            if self._slot_freed.wait(self.settings.get("hooks.poll_interval_secs")):
-                # Let senders finishing together free their slots, so one claim refills them all.
-                time.sleep(COALESCE_SECS)
+def _send(claim: jobs.Claim, state) -> jobs.Outcome | None:
+    return attempt(claim, state.settings, f"Lockgate-Webhooks/{state.version}")
 
 
-def _log_result(claim: outbox.Claim, outcome: outbox.Outcome, status: str) -> None:
-    what = f"delivery {claim.delivery_id} ({claim.event}) to hook {claim.hook_id}, attempt {claim.number}"
+def _recorded(claim: jobs.Claim, outcome: jobs.Outcome, state) -> None:
+    outbox.save_attempt(claim, outcome)
+    what = f"delivery {claim.payload['delivery']} to hook {claim.partition}, attempt {claim.attempt}"
     if outcome.result == SUCCEEDED:
-        log.debug("%s: HTTP %s in %d ms", what, outcome.status_code, outcome.duration_ms)
-    elif status == "pending":
+        log.debug("%s: HTTP %s in %d ms", what, outcome.detail.status_code, outcome.detail.duration_ms)
+    elif claim.state == jobs.PENDING:
         log.info("%s failed: %s; will retry", what, outcome.error)
     else:
-        log.warning("%s failed: %s; giving up (%s)", what, outcome.error, status)
+        log.warning("%s failed: %s; giving up (%s)", what, outcome.error, claim.state)
+
+
+def _failed(claim: jobs.Claim, outcome: jobs.Outcome, state) -> bool:
+    if outcome.detail is None:
+        return True  # nothing was sent (the sender broke first): not the receiver's failure
+    return outbox.count_failure(claim, state.settings.get("hooks.disable_after_failures"))
+
+
+KIND = jobs.Kind(
+    name=outbox.KIND,
+    handler=_send,
+    limits=limits,
+    prepare=lambda claims, state: outbox.prepare(claims),
+    on_attempt=_recorded,
+    on_success=lambda claim, outcome, state: outbox.end_failure_run(claim),
+    on_failure=_failed,
+)
 
 
 def sweep_once(settings) -> None:
@@ -193,9 +140,8 @@ def sweep_once(settings) -> None:
             log.debug("retention removed %d finished deliveries", removed)
 
 
-def start(state) -> Dispatcher:
-    """The worker's delivery loop and the (singleton) retention sweep."""
-    dispatcher = Dispatcher(state)
-    spawn_loop("hooks-dispatch", lambda: 0, dispatcher.step)  # step() itself waits
+def start(state) -> jobs.Pool:
+    """This worker's share of delivery (in its job pool) and the (singleton) retention sweep."""
+    pool = jobs.start(state, [KIND])
     run_singleton("hooks-retention", lambda: RETENTION_INTERVAL_SECS, lambda: sweep_once(state.settings))
-    return dispatcher
+    return pool

@@ -1,4 +1,4 @@
-"""Webhook tables: the hooks, their outbox of deliveries, and every attempt made."""
+"""Webhook tables: the hooks, their deliveries (each the record of a job), and every attempt made."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from peewee import (
 )
 
 from app.core.db import BaseModel, utcnow
-
-PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+from app.core.jobs import CANCELLED, FAILED, PENDING, SUCCEEDED  # noqa: F401  (a delivery's status is its job's)
+from app.core.models import Job
 
 
 class Hook(BaseModel):
@@ -36,29 +36,38 @@ class Hook(BaseModel):
 
 
 class HookDelivery(BaseModel):
-    """One event for one hook: the outbox row. Its id is the ``webhook-id`` header."""
+    """One event for one hook: the domain record of a delivery job. Its id is the ``webhook-id`` header.
+
+    The job (``app.core.jobs``) holds the scheduling state: status, attempts,
+    the next attempt and the claim. Deleting the job deletes the delivery.
+    """
 
     id = CharField(primary_key=True, max_length=40)
+    job = ForeignKeyField(Job, on_delete="CASCADE", unique=True)
     hook = ForeignKeyField(Hook, on_delete="CASCADE", index=False)  # led by the composite index
     event = CharField(max_length=100)
     body = TextField()  # the exact JSON sent, identical on every attempt
-    status = CharField(max_length=16, default=PENDING)
-    next_attempt_at = DateTimeField(null=True)
-    failures = IntegerField(default=0)  # failed attempts since the last manual retry
-    attempt_count = IntegerField(default=0)
-    claim_token = CharField(max_length=32, null=True)
-    claimed_by = CharField(max_length=200, null=True)
-    claimed_until = DateTimeField(null=True, index=True)
     created_at = DateTimeField(default=utcnow)
-    completed_at = DateTimeField(null=True, index=True)
 
     class Meta:
-        # No index leads with status: "pending" matches most rows, and such an
-        # index would tempt the planner away from the primary key in claims.
-        indexes = (
-            (("hook", "status", "next_attempt_at"), False),  # a hook's due rows, oldest first
-            (("hook", "created_at"), False),  # a hook's deliveries, newest first
-        )
+        indexes = ((("hook", "created_at"), False),)  # a hook's deliveries, newest first
+
+    # The operator's view of the delivery, read from its job (select it joined).
+    @property
+    def status(self) -> str:
+        return self.job.state
+
+    @property
+    def next_attempt_at(self):
+        return self.job.next_run_at
+
+    @property
+    def completed_at(self):
+        return self.job.finished_at
+
+    @property
+    def attempt_count(self) -> int:
+        return self.job.attempts
 
 
 class HookAttempt(BaseModel):

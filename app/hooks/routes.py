@@ -68,6 +68,7 @@ def list_deliveries(args, hook_id):
 
 @blp.route("/<hook_id>/test", methods=["POST"])
 @blp.response(202, DeliverySchema)
+@blp.error(409, "The hook is inactive")
 def test_hook(hook_id):
     """Queue a ``ping`` event to this hook."""
     return service.send_test(hook_id)
@@ -75,6 +76,7 @@ def test_hook(hook_id):
 
 @blp.route("/<hook_id>/deliveries/<delivery_id>/retry", methods=["POST"])
 @blp.response(202, DeliverySchema)
+@blp.error(409, "The hook is inactive, or the delivery is being sent right now")
 def retry_delivery(hook_id, delivery_id):
     """Send a delivery again now, with the same ``webhook-id``."""
     return service.retry_delivery(hook_id, delivery_id)

@@ -1,8 +1,15 @@
 import marshmallow as ma
 
+from app.core.schema import Boolean, PatchSchema
 from app.hooks import catalogue, signing, targets
 
 STATUSES = ("pending", "succeeded", "failed", "cancelled")
+# What targets.parse checks first; the rest (a host, no credentials, no spaces) is said in the description.
+URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://"
+# whsec_ and the base64 of a 24 to 64 byte key (8 to 21 groups of 4 characters, then a padded tail).
+_B64 = "[A-Za-z0-9+/]"
+SECRET_PATTERN = (f"^whsec_(?:(?:{_B64}{{4}}){{8,20}}(?:{_B64}{{2}}(?:==)?|{_B64}{{3}}=?)?"
+                  f"|(?:{_B64}{{4}}){{21}}(?:{_B64}{{2}}(?:==)?)?)$")
 
 
 def _validate_url(url: str) -> None:
@@ -29,18 +36,26 @@ def _validate_secret(secret: str) -> None:
 
 
 def _url_field(**kwargs):
-    return ma.fields.String(validate=_validate_url, metadata={"example": "https://example.com/webhook"}, **kwargs)
+    return ma.fields.String(validate=[ma.validate.Length(max=targets.MAX_URL_LENGTH), _validate_url], metadata={
+        "example": "https://example.com/webhook", "format": "uri", "pattern": URL_PATTERN,
+        "description": "http:// or https:// URL naming a host, without credentials or spaces; "
+                       "private and loopback addresses only with hooks.allow_private_targets"}, **kwargs)
 
 
 def _events_field(**kwargs):
-    return ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=100)), validate=[
-        ma.validate.Length(max=100), _validate_events,
-    ], metadata={"example": ["session.created", "message.received"]}, **kwargs)
+    return ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(max=100),
+                         metadata={"choices_from": lambda settings: [catalogue.WILDCARD, *catalogue.EVENTS]}),
+        validate=[ma.validate.Length(min=1, max=100), _validate_events],
+        metadata={"example": ["session.created", "message.received"],
+                  "description": "Event names (docs/events.md), or \"*\" for all"}, **kwargs)
 
 
 def _secret_field(**kwargs):
-    return ma.fields.String(validate=_validate_secret, metadata={
-        "description": "Standard Webhooks secret: whsec_ + base64 of a 24 to 64 byte key"}, **kwargs)
+    return ma.fields.String(validate=[ma.validate.Regexp(SECRET_PATTERN, error="secret must be whsec_ followed by "
+                                                         "the base64 of a 24 to 64 byte key"), _validate_secret],
+                            metadata={"description": "Standard Webhooks secret: whsec_ + base64 of a 24 to 64 byte key"},
+                            **kwargs)
 
 
 class HookCreateSchema(ma.Schema):
@@ -49,12 +64,17 @@ class HookCreateSchema(ma.Schema):
     secret = _secret_field(load_default=None)
 
 
-class HookPatchSchema(ma.Schema):
+class HookPatchSchema(PatchSchema):
+    class Meta:
+        openapi = {"minProperties": 1, "not": {
+            "description": "a secret and rotate_secret: true together",
+            "required": ["secret", "rotate_secret"], "properties": {"rotate_secret": {"enum": [True]}}}}
+
     url = _url_field()
     events = _events_field()
-    active = ma.fields.Boolean()
+    active = Boolean()
     secret = _secret_field()
-    rotate_secret = ma.fields.Boolean(metadata={"description": "Generate a new secret, returned once"})
+    rotate_secret = Boolean(metadata={"description": "Generate a new secret, returned once"})
 
     @ma.validates_schema
     def one_secret_change(self, data, **kwargs):

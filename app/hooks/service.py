@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 
+from app.core import jsonbody
 from app.core.db import iso, transaction, utcnow
 from app.core.errors import BadRequest, Conflict, NotFound
+from app.core.models import Job
 from app.hooks import catalogue, outbox, signing, targets
 from app.hooks.models import PENDING, Hook, HookAttempt, HookDelivery
 from app.hooks.views import hook_view
 
-log = logging.getLogger("hooks")
+# A hook's whole life under one module: registration, changes, deliveries, disabling.
+log = logging.getLogger("hooks::delivery")
 
 PING_MESSAGE = "Test event from Lockgate: this hook is reachable and signatures verify."
 
@@ -61,7 +63,7 @@ def create_hook(data: dict, allow_private: bool) -> dict:
     hook = Hook.create(
         id=f"hook_{secrets.token_hex(8)}",
         url=data["url"],
-        events=json.dumps(_normalise_events(data["events"])),
+        events=jsonbody.dumps(_normalise_events(data["events"])),
         secret=secret,
         active=True,
         created_at=now,
@@ -87,14 +89,14 @@ def update_hook(hook_id: str, changes: dict, allow_private: bool) -> dict:
         if "url" in changes:
             hook.url = changes["url"]
         if "events" in changes:
-            hook.events = json.dumps(_normalise_events(changes["events"]))
+            hook.events = jsonbody.dumps(_normalise_events(changes["events"]))
         if new_secret:
             hook.secret = new_secret
         if changes.get("active") is True and not was_active:
             hook.active, hook.consecutive_failures, hook.disabled_reason = True, 0, None
         elif changes.get("active") is False and was_active:
             hook.active = False
-            outbox.cancel_pending(hook.id, now)
+            outbox.cancel_pending(hook.id)
         hook.updated_at = now
         hook.save()
     log.info("hook %s updated: %s", hook_id, ", ".join(sorted(changes)))
@@ -107,6 +109,7 @@ def update_hook(hook_id: str, changes: dict, allow_private: bool) -> dict:
 def delete_hook(hook_id: str) -> None:
     with transaction():
         _find(hook_id)
+        outbox.forget(hook_id)
         Hook.delete().where(Hook.id == hook_id).execute()
     log.info("hook %s deleted", hook_id)
 
@@ -151,9 +154,9 @@ def _with_attempts(deliveries: list[HookDelivery]) -> list[dict]:
 def list_deliveries(hook_id: str, status: str | None, event: str | None, limit: int) -> list[dict]:
     """Newest first, each with every attempt made."""
     _find(hook_id)
-    query = HookDelivery.select().where(HookDelivery.hook == hook_id)
+    query = outbox.deliveries().where(HookDelivery.hook == hook_id)
     if status:
-        query = query.where(HookDelivery.status == status)
+        query = query.where(Job.state == status)
     if event:
         query = query.where(HookDelivery.event == event)
     deliveries = list(query.order_by(HookDelivery.created_at.desc()).limit(limit))
@@ -161,8 +164,7 @@ def list_deliveries(hook_id: str, status: str | None, event: str | None, limit: 
 
 
 def _delivery(delivery_id: str) -> dict:
-    delivery = HookDelivery.get_by_id(delivery_id)
-    return _with_attempts([delivery])[0]
+    return _with_attempts([outbox.find(delivery_id)])[0]
 
 
 def send_test(hook_id: str) -> dict:
@@ -177,18 +179,14 @@ def send_test(hook_id: str) -> dict:
 
 def retry_delivery(hook_id: str, delivery_id: str) -> dict:
     """Send a delivery again now, with the same webhook-id and body, and a fresh run of retries."""
-    now = utcnow()
     with transaction():
         hook = _find(hook_id)
-        delivery = HookDelivery.get_or_none((HookDelivery.id == delivery_id) & (HookDelivery.hook == hook_id))
+        delivery = outbox.find(delivery_id, hook_id)
         if delivery is None:
             raise NotFound(f"No delivery {delivery_id!r} for hook {hook_id}")
         if not hook.active:
             raise Conflict("The hook is inactive; set active to true first", details={"active": False})
-        not_in_flight = HookDelivery.claimed_until.is_null() | (HookDelivery.claimed_until < now)
-        changed = (HookDelivery.update(status=PENDING, next_attempt_at=now, failures=0, completed_at=None)
-                   .where((HookDelivery.id == delivery_id) & not_in_flight).execute())
-        if not changed:
+        if not outbox.retry(delivery):
             raise Conflict("The delivery is being sent right now", details={"status": delivery.status})
     log.info("delivery %s of hook %s queued again by request", delivery_id, hook_id)
     return _delivery(delivery.id)

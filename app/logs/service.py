@@ -7,14 +7,16 @@ from datetime import datetime, timedelta
 
 from app.core import sse
 from app.core.background import stopping
-from app.core.db import connection, database, iso, utcnow
-from app.core.logging import LEVEL_NAMES, LEVELS
+from app.core.db import connection, release_connection, utcnow
+from app.core.logging import LEVELS
 from app.core.models import LogEntry
 from app.core.tailer import Tailer
 from app.core.timeparse import parse_since
+from app.logs.schemas import LogEntrySchema
 
 DEFAULT_WINDOW = timedelta(hours=1)
 REPLAY_BATCH = 500
+_ENTRY = LogEntrySchema()
 
 tailer = Tailer(LogEntry, interval=0.2)
 
@@ -53,22 +55,15 @@ def make_filter(level: str = "info", module: str | None = None, since: str | Non
 
 
 def to_dict(entry: LogEntry) -> dict:
-    return {
-        "id": entry.id,
-        "timestamp": iso(entry.timestamp),
-        "level": LEVEL_NAMES.get(entry.level, "info"),
-        "module": entry.module,
-        "message": entry.message,
-        "session_id": entry.session_id,
-    }
+    return _ENTRY.dump(entry)
 
 
-def query(log_filter: LogFilter, limit: int) -> tuple[list[dict], int]:
+def query(log_filter: LogFilter, limit: int) -> tuple[list[LogEntry], int]:
     """The newest ``limit`` matching entries, oldest first, and how many match in all."""
     matching = LogEntry.select().where(log_filter.where())
     total = matching.count()
     newest = list(matching.order_by(LogEntry.id.desc()).limit(limit))
-    return [to_dict(entry) for entry in reversed(newest)], total
+    return newest[::-1], total
 
 
 def _frame(entry: LogEntry) -> str:
@@ -94,43 +89,45 @@ def _replay(log_filter: LogFilter, cursor: int):
         cursor = rows[-1].id
 
 
-def stream(log_filter: LogFilter, last_event_id: int | None, heartbeat: float):
-    """SSE text for every matching entry after the cursor, then live ones, until shutdown."""
-    subscription = sse.Subscription()
-    unsubscribe = tailer.subscribe(subscription.put)
+def stream(log_filter: LogFilter, last_event_id: int | None, heartbeat: float, max_backlog: int):
+    """SSE text for every matching entry after the cursor, then live ones, until shutdown or overflow."""
+    with sse.Subscription(max_backlog) as subscription:
+        unsubscribe = tailer.subscribe(subscription.put)
+        try:
+            yield from _follow(subscription, log_filter, last_event_id, heartbeat)
+        finally:
+            unsubscribe()
+
+
+def _follow(subscription: sse.Subscription, log_filter: LogFilter, last_event_id: int | None, heartbeat: float):
     # Held connections would exhaust the pool with many open streams.
-    if not database.is_closed():
-        database.close()
-    try:
-        if last_event_id is not None:
-            cursor = last_event_id
-        elif log_filter.since is not None:
-            cursor = 0
-        else:
-            cursor = tailer.head()
-        yield "retry: 2000\n\n"
-        for entry in _replay(log_filter, cursor):
-            cursor = entry.id
-            yield _frame(entry)
-        while not stopping():
-            try:
-                batch = subscription.get(timeout=heartbeat)
-            except StopIteration:
-                break
-            if batch is None:
-                yield sse.comment()
-                continue
-            frames = []
-            for entry in batch:
-                if entry.id > cursor and log_filter.matches(entry):
-                    cursor = entry.id
-                    frames.append(_frame(entry))
-            if frames:
-                # One write per poll, not per record: socket writes dominate fan-out cost.
-                yield "".join(frames)
-    finally:
-        unsubscribe()
-        subscription.close()
+    release_connection()
+    if last_event_id is not None:
+        cursor = last_event_id
+    elif log_filter.since is not None:
+        cursor = 0
+    else:
+        cursor = tailer.head()
+    yield "retry: 2000\n\n"
+    for entry in _replay(log_filter, cursor):
+        cursor = entry.id
+        yield _frame(entry)
+    while not stopping():
+        try:
+            batch = subscription.get(timeout=heartbeat)
+        except StopIteration:
+            break
+        if batch is None:
+            yield sse.comment()
+            continue
+        frames = []
+        for entry in batch:
+            if entry.id > cursor and log_filter.matches(entry):
+                cursor = entry.id
+                frames.append(_frame(entry))
+        if frames:
+            # One write per poll, not per record: socket writes dominate fan-out cost.
+            yield "".join(frames)
 
 
 def sweep(retention_days: float, max_entries: int) -> int:

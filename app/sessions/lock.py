@@ -2,7 +2,7 @@
 
 Two layers, because a lease (``app.core.leases``) belongs to a worker, not
 to a request: inside a worker a plain lock queues the greenlets that want the
-same session; across workers the lease row ``session:<id>`` decides. The
+same session; across workers the held lease ``session:<id>`` decides. The
 lease is short and renewed while the turn runs, so a worker killed mid-turn
 blocks its session only until the lease expires.
 
@@ -13,20 +13,13 @@ talks to the model.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from datetime import timedelta
 
-from app.core import leases
-from app.core.db import connection, utcnow
+from app.core.db import utcnow
 from app.core.errors import Conflict
+from app.core.leases import HeldLease
 from app.core.models import Lease
-
-log = logging.getLogger("agent::loop")
-
-POLL_FIRST = 0.005
-POLL_MAX = 0.1
 
 
 class SessionBusy(Conflict):
@@ -85,10 +78,9 @@ class SessionLock:
         self.name = f"session:{session_id}"
         self.ttl = ttl
         self.wait = wait
+        self._lease = HeldLease(self.name, ttl)
         self._held = False
         self._release_lock = threading.Lock()
-        self._stop_renewing = threading.Event()
-        self._renewer: threading.Thread | None = None
 
     def acquire(self) -> SessionLock:
         """Wait up to ``wait`` seconds for the session; SessionBusy (409) when it stays taken."""
@@ -96,25 +88,15 @@ class SessionLock:
         if not worker_locks.acquire(self.name, deadline - time.monotonic()):
             raise self._busy()
         try:
-            self._take_lease(deadline)
+            taken = self._lease.acquire(wait=max(deadline - time.monotonic(), 0))
         except BaseException:
             worker_locks.release(self.name)
             raise
+        if not taken:
+            worker_locks.release(self.name)
+            raise self._busy()
         self._held = True
-        self._renewer = threading.Thread(target=self._renew, name=f"renew-{self.name}", daemon=True)
-        self._renewer.start()
         return self
-
-    def _take_lease(self, deadline: float) -> None:
-        delay = POLL_FIRST
-        while True:
-            with connection():
-                if leases.acquire(self.name, self.ttl):
-                    return
-            if time.monotonic() >= deadline:
-                raise self._busy()
-            time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
-            delay = min(delay * 2, POLL_MAX)
 
     def _busy(self) -> SessionBusy:
         return SessionBusy(
@@ -122,30 +104,14 @@ class SessionLock:
             details={"waited_secs": self.wait},
         )
 
-    def _renew(self) -> None:
-        while not self._stop_renewing.wait(self.ttl / 3):
-            try:
-                with connection():
-                    renewed = leases.acquire(self.name, self.ttl)
-            except Exception:
-                log.warning("could not renew the lock of session %s", self.session_id, exc_info=True)
-                continue
-            if not renewed:
-                log.warning("session %s: another worker took this turn's lock", self.session_id)
-                return
-
     def confirm(self) -> bool:
         """Inside the transaction that stores the turn: is the lease still ours?
 
         The conditional update both checks and extends it, atomically, so a turn
-        whose worker stalled past the lease cannot write over a newer turn.
+        whose worker stalled past the lease cannot write over a newer turn (a lost
+        lease is only logged when the renewal notices: the turn runs to its end).
         """
-        expires = utcnow() + timedelta(seconds=self.ttl)
-        return bool(
-            Lease.update(expires_at=expires)
-            .where((Lease.name == self.name) & (Lease.owner == leases.owner_id()))
-            .execute()
-        )
+        return self._lease.confirm()
 
     def release(self) -> None:
         """Idempotent: the turn's own cleanup and the response's close hook may both call it."""
@@ -153,14 +119,7 @@ class SessionLock:
             if not self._held:
                 return
             self._held = False
-        self._stop_renewing.set()
-        if self._renewer is not None:
-            self._renewer.join(timeout=5)
         try:
-            with connection():
-                leases.release(self.name)
-        except Exception:
-            # The lease expires on its own; the worker lock must be freed regardless.
-            log.warning("could not release the lock of session %s", self.session_id, exc_info=True)
+            self._lease.release()
         finally:
             worker_locks.release(self.name)

@@ -2,6 +2,7 @@ import json
 
 import marshmallow as ma
 
+from app.core.schema import Boolean, Inline, JsonList, JsonObject, UtcDateTime
 from app.sessions.models import ACTIVE, STATUSES
 
 MAX_METADATA_BYTES = 16_384
@@ -11,14 +12,21 @@ MAX_PAGE = 200
 MAX_OFFSET = 10_000_000
 
 
+def _known_channels(settings) -> list[str]:
+    from app.sessions import service  # which imports this module
+
+    return service.known_channels(settings)
+
+
 def _metadata_size(value: dict) -> None:
     if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
         raise ma.ValidationError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
 
 
 class SessionCreateSchema(ma.Schema):
-    channel = ma.fields.String(load_default="api", validate=ma.validate.Length(min=1, max=64),
-                               metadata={"description": "`api`, or a channel configured under [channels_config]"})
+    channel = ma.fields.String(load_default="api", validate=ma.validate.Length(min=1, max=64), metadata={
+        "choices_from": _known_channels,
+        "description": "`api`, or a channel configured under [channels_config] (listed as configured at start-up)"})
     user_id = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(min=1, max=200))
     metadata = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.Length(max=200)),
                               load_default=dict, validate=_metadata_size)
@@ -35,8 +43,8 @@ class SessionListQuerySchema(PageQuerySchema):
 
 
 class TokenUsageSchema(ma.Schema):
-    input = ma.fields.Integer()
-    output = ma.fields.Integer()
+    input = ma.fields.Integer(attribute="input_tokens")
+    output = ma.fields.Integer(attribute="output_tokens")
 
 
 class SessionSummarySchema(ma.Schema):
@@ -44,14 +52,14 @@ class SessionSummarySchema(ma.Schema):
     channel = ma.fields.String()
     user_id = ma.fields.String(allow_none=True)
     status = ma.fields.String(metadata={"enum": list(STATUSES)})
-    created_at = ma.fields.String()
-    last_activity = ma.fields.String()
+    created_at = UtcDateTime()
+    last_activity = UtcDateTime()
 
 
 class SessionSchema(SessionSummarySchema):
     turn_count = ma.fields.Integer()
-    token_usage = ma.fields.Nested(TokenUsageSchema)
-    metadata = ma.fields.Dict()
+    token_usage = Inline(TokenUsageSchema)
+    metadata = JsonObject()
 
 
 class SessionListSchema(ma.Schema):
@@ -61,7 +69,7 @@ class SessionListSchema(ma.Schema):
 
 class MessageCreateSchema(ma.Schema):
     content = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=MAX_CONTENT_CHARS))
-    stream = ma.fields.Boolean(
+    stream = Boolean(
         load_default=False,
         metadata={"description": "Answer as Server-Sent Events (same as Accept: text/event-stream)"},
     )
@@ -81,10 +89,10 @@ class MessageSchema(ma.Schema):
     seq = ma.fields.Integer(metadata={"description": "Position in the transcript, from 1"})
     role = ma.fields.String(metadata={"enum": ["user", "assistant"]})
     content = ma.fields.String()
-    tool_calls = ma.fields.List(ma.fields.Nested(ToolCallSchema))
-    usage = ma.fields.Nested(TokenUsageSchema, allow_none=True,
-                             metadata={"description": "Tokens the turn used (assistant messages)"})
-    created_at = ma.fields.String()
+    tool_calls = JsonList(ma.fields.Nested(ToolCallSchema))
+    usage = Inline(TokenUsageSchema, when=lambda row: row.role == "assistant", allow_none=True,
+                   metadata={"description": "Tokens the turn used (assistant messages)"})
+    created_at = UtcDateTime()
 
 
 class MessageListSchema(ma.Schema):

@@ -13,7 +13,7 @@ lock comes last), so concurrent transactions cannot deadlock.
 
 from __future__ import annotations
 
-import json
+import logging
 import secrets
 from collections import Counter
 from datetime import datetime
@@ -21,12 +21,20 @@ from datetime import datetime
 from peewee import EXCLUDED, fn
 
 from app.agent.memory import open_memory
-from app.core import events
-from app.core.db import iso, prepared, transaction, utcnow
+from app.core import events, jsonbody
+from app.core.db import prepared, transaction, utcnow
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.sessions.models import ACTIVE, IDLE, TERMINATED, AgentSession, SessionMessage, SessionTally
+from app.sessions.schemas import MessageSchema, SessionSchema
+
+_SESSION = SessionSchema()
+_MESSAGE = MessageSchema()
+
+log = logging.getLogger("session")
 
 BUILTIN_CHANNELS = ("api",)
+# How the log tells of a session the sweeper moved to a status.
+SWEPT_TO = {IDLE: "became idle (no activity)", TERMINATED: "terminated (timeout)"}
 # The sweeper changes at most this many sessions per transaction.
 SWEEP_BATCH = 500
 
@@ -42,42 +50,14 @@ def new_message_id() -> str:
 # ---- views ---------------------------------------------------------------------
 
 
-def session_summary(row: AgentSession) -> dict:
-    """A session as the list shows it."""
-    return {
-        "id": row.id,
-        "channel": row.channel,
-        "user_id": row.user_id,
-        "status": row.status,
-        "created_at": iso(row.created_at),
-        "last_activity": iso(row.last_activity),
-    }
-
-
 def session_view(row: AgentSession) -> dict:
     """A session as ``GET /api/v1/sessions/:id`` and its events show it."""
-    return {
-        **session_summary(row),
-        "turn_count": row.turn_count,
-        "token_usage": {"input": row.input_tokens, "output": row.output_tokens},
-        "metadata": json.loads(row.metadata),
-    }
+    return _SESSION.dump(row)
 
 
 def message_view(row: SessionMessage) -> dict:
-    usage = None
-    if row.role == "assistant":
-        usage = {"input": row.input_tokens or 0, "output": row.output_tokens or 0}
-    return {
-        "id": row.id,
-        "session_id": row.session_id,
-        "seq": row.seq,
-        "role": row.role,
-        "content": row.content,
-        "tool_calls": json.loads(row.tool_calls),
-        "usage": usage,
-        "created_at": iso(row.created_at),
-    }
+    """A message as the transcript, the reply and its events show it."""
+    return _MESSAGE.dump(row)
 
 
 # ---- channels ------------------------------------------------------------------
@@ -139,15 +119,15 @@ def create_session(settings, channel: str, user_id: str | None, metadata: dict) 
     with transaction():
         row = AgentSession.create(
             id=new_session_id(), channel=channel, user_id=user_id, status=ACTIVE,
-            created_at=now, last_activity=now, metadata=json.dumps(metadata, separators=(",", ":")),
+            created_at=now, last_activity=now, metadata=jsonbody.dumps(metadata, separators=(",", ":")),
         )
         adjust_tallies(Counter({(ACTIVE, channel): 1}))
-        view = session_view(row)
-        events.publish("session.created", view)
-    return view
+        events.publish("session.created", session_view(row))
+    log.info("session %s created on channel %s", row.id, channel)
+    return row
 
 
-def list_sessions(status: str, channel: str | None, limit: int, offset: int) -> tuple[list[dict], int]:
+def list_sessions(status: str, channel: str | None, limit: int, offset: int) -> tuple[list[AgentSession], int]:
     """Newest first; the page comes straight off the (status[, channel], created_at) index."""
     fields = (AgentSession.id, AgentSession.channel, AgentSession.user_id, AgentSession.status,
               AgentSession.created_at, AgentSession.last_activity)
@@ -155,7 +135,7 @@ def list_sessions(status: str, channel: str | None, limit: int, offset: int) -> 
     if channel is not None:
         query = query.where(AgentSession.channel == channel)
     page = query.order_by(AgentSession.created_at.desc(), AgentSession.id.desc()).limit(limit).offset(offset)
-    return [session_summary(row) for row in page], count_sessions(status, channel)
+    return list(page), count_sessions(status, channel)
 
 
 def find_session(session_id: str) -> AgentSession:
@@ -163,10 +143,6 @@ def find_session(session_id: str) -> AgentSession:
     if row is None:
         raise NotFound(f"Session {session_id[:80]} not found")
     return row
-
-
-def get_session(session_id: str) -> dict:
-    return session_view(find_session(session_id))
 
 
 def terminate_session(session_id: str) -> None:
@@ -177,6 +153,7 @@ def terminate_session(session_id: str) -> None:
             find_session(session_id)
             raise Conflict(f"Session {session_id} is already terminated")
         events.publish("session.terminated", {**session_view(row), "reason": "deleted"})
+    log.info("session %s terminated (deleted)", session_id)
 
 
 def transition(session_id: str, sources: tuple[str, ...], target: str) -> AgentSession | None:
@@ -202,14 +179,14 @@ def transition(session_id: str, sources: tuple[str, ...], target: str) -> AgentS
 # ---- transcripts ---------------------------------------------------------------
 
 
-def list_messages(session_id: str, limit: int, offset: int) -> tuple[list[dict], int]:
+def list_messages(session_id: str, limit: int, offset: int) -> tuple[list[SessionMessage], int]:
     """Oldest first; ``total`` is the session's message count."""
     session = find_session(session_id)
     page = (SessionMessage.select()
             .where(SessionMessage.session == session_id)
             .order_by(SessionMessage.seq)
             .limit(limit).offset(offset))
-    return [message_view(row) for row in page], session.message_count
+    return list(page), session.message_count
 
 
 # ---- time-based changes (the sweeper) -----------------------------------------
@@ -238,6 +215,8 @@ def _sweep(source: str, target: str, cutoff: datetime, topic: str, extra: dict) 
             adjust_tallies(changes)
             for row in rows:
                 events.publish(topic, {**session_view(row), **extra})
+        for row in rows:
+            log.info("session %s %s", row.id, SWEPT_TO[target])
         changed += len(rows)
         if len(rows) < SWEEP_BATCH:
             return changed

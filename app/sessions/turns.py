@@ -5,8 +5,10 @@ A turn runs in three steps, each short on the database side:
 1. ``begin_turn``: wait for the session's lock (one turn at a time per
    session, across workers), then in one transaction store the user's message,
    make an idle session active again and publish ``message.received``.
-2. The agent loop talks to the model and runs tools. No transaction and no
-   database connection is held meanwhile: a turn may take a minute.
+2. The agent runner (``app.agent.runner``) talks to the model and runs tools,
+   given the conversation built from the transcript and memory recall. No
+   transaction and no database connection is held meanwhile: a turn may take
+   a minute.
 3. In one transaction: store the reply, count the turn and its token usage,
    save the exchange to memory, publish ``message.sent``.
 
@@ -25,20 +27,13 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from app.agent.loop import (
-    Step,
-    ToolCallFinished,
-    ToolCallStarted,
-    TurnResult,
-    build_messages,
-    replay,
-    run_turn,
-)
+from app.agent import runner
+from app.agent.loop import Step, ToolCallFinished, ToolCallStarted, TurnResult, replay
 from app.agent.memory import Scope, entry_text, open_memory
-from app.agent.providers import Message, ProviderError, ProviderSettings, TextDelta, create_provider
-from app.agent.tools import ToolContext, default_registry
+from app.agent.providers import Message, ProviderError, TextDelta
+from app.agent.runner import Contribution, Conversation, Identity
 from app.core import events, sse
-from app.core.db import database, transaction, utcnow
+from app.core.db import release_connection, transaction, utcnow
 from app.core.errors import ApiError, BadGateway, Conflict, InternalError
 from app.core.logging import current_session_id
 from app.sessions.lock import SessionLock
@@ -72,9 +67,15 @@ class Turn:
 
     session: AgentSession
     user_message: dict
-    prompt: list[Message]
+    conversation: Conversation
+    contributions: list[Contribution]
     lock: SessionLock
     settings: object
+
+    @property
+    def prompt(self) -> list[Message]:
+        """The messages the model is sent, system prompt first."""
+        return runner.prompt(self.conversation, self.contributions)
 
     def run(self) -> dict:
         """The whole turn; returns the reply as the messages API shows it."""
@@ -90,9 +91,9 @@ class Turn:
         try:
             yield Received(self.user_message)
             result = None
-            for event in run_turn(self._provider(), self.prompt, default_registry().offered(self.settings),
-                                  self._tool_context(), self.settings.get("agent.max_tool_calls_per_turn"),
-                                  stream=stream):
+            identity = Identity(session_id=self.session.id, user_id=self.session.user_id)
+            for event in runner.run(self.settings, self.conversation, identity, contributions=self.contributions,
+                                    stream=stream):
                 if isinstance(event, TurnResult):
                     result = event
                 else:
@@ -107,15 +108,8 @@ class Turn:
                                                        "upstream_status": exc.status}) from None
         finally:
             self.lock.release()
-            _release_connection()
+            release_connection()
             _reset(current_session_id, session_tag)
-
-    def _provider(self):
-        # Built per turn: [provider] settings apply to the next turn after a PATCH.
-        return create_provider(ProviderSettings.from_mapping(self.settings["provider"]))
-
-    def _tool_context(self) -> ToolContext:
-        return ToolContext(session_id=self.session.id, user_id=self.session.user_id, settings=self.settings)
 
     def _store_reply(self, result: TurnResult) -> dict:
         now = utcnow()
@@ -149,13 +143,14 @@ def begin_turn(settings, session_id: str, content: str) -> Turn:
     try:
         with transaction():
             session, user_message = _store_user_message(session_id, content, settings.get("agent.max_turns"))
-        prompt = _prompt(settings, session, user_message)
+        conversation, contributions = _conversation(settings, session, user_message)
     except BaseException:
         lock.release()
         raise
     finally:
-        _release_connection()
-    return Turn(session=session, user_message=user_message, prompt=prompt, lock=lock, settings=settings)
+        release_connection()
+    return Turn(session=session, user_message=user_message, conversation=conversation, contributions=contributions,
+                lock=lock, settings=settings)
 
 
 def _check_open(session: AgentSession, max_turns: int) -> None:
@@ -204,14 +199,13 @@ def _bump(session_id: str, now, turn: int = 0, input_tokens: int = 0, output_tok
     return rows[0] if rows else None
 
 
-def _prompt(settings, session: AgentSession, user_message: dict) -> list[Message]:
+def _conversation(settings, session: AgentSession, user_message: dict) -> tuple[Conversation, list[Contribution]]:
+    """The transcript so far, and the system prompt with what memory recalls for this message."""
     history, first_seq = _history(session.id, before_seq=user_message["seq"])
     scope = Scope(session_id=session.id, user_id=session.user_id, skip_from_seq=first_seq)
-    recalled = open_memory(settings.get("memory.backend")).recall(
-        user_message["content"], scope, settings.get("memory.top_k")
-    )
-    return build_messages(settings.get("agent.system_prompt"), [item.content for item in recalled],
-                          history, user_message["content"])
+    contributions = [runner.instructions(settings.get("agent.system_prompt")),
+                     runner.recalled(settings, user_message["content"], scope)]
+    return Conversation(user_message["content"], history), contributions
 
 
 def _history(session_id: str, before_seq: int) -> tuple[list[Message], int]:
@@ -234,12 +228,6 @@ def _history(session_id: str, before_seq: int) -> tuple[list[Message], int]:
         else:
             messages.extend(replay(content, [Step.from_dict(step) for step in json.loads(steps)]))
     return messages, rows[0][0] if rows else before_seq
-
-
-def _release_connection() -> None:
-    # Turns wait on the model for long stretches: give the pooled connection back meanwhile.
-    if not database.is_closed() and not database.in_transaction():
-        database.close()
 
 
 def _reset(variable, token) -> None:

@@ -16,8 +16,10 @@ def get_status():
 
 @blp.route("/health", methods=["GET"])
 @blp.public
+@blp.rate_limit("probes")
 @blp.response(200, HealthSchema)
-@blp.alt_response(503, schema=HealthSchema, description="The database cannot be reached")
+@blp.alt_response(503, schema=HealthSchema,
+                  description="The database cannot be reached, or its SQLite file was deleted or replaced")
 def health():
     """Lightweight probe for load balancers; no token needed."""
     if service.database_reachable():

@@ -11,6 +11,18 @@ class ProviderSchema(ma.Schema):
     model = ma.fields.String()
 
 
+class StreamsSchema(ma.Schema):
+    open = ma.fields.Integer(metadata={"description": "Event streams open in the whole deployment"})
+    dropped_slow = ma.fields.Integer(metadata={"description": "Streams closed because their client stopped reading"})
+
+
+class RateLimitsSchema(ma.Schema):
+    on_storage_error = ma.fields.String(metadata={"description": "allow or deny requests the counters cannot count"})
+    storage_errors = ma.fields.Integer(
+        metadata={"description": "Requests the answering worker could not count since it started"})
+    storage_ok = ma.fields.Boolean(metadata={"description": "False while counting is paused after a storage failure"})
+
+
 class StatusSchema(ma.Schema):
     status = ma.fields.String()
     version = ma.fields.String()
@@ -20,6 +32,8 @@ class StatusSchema(ma.Schema):
     plugins = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
     memory = ma.fields.Nested(MemorySchema)
     provider = ma.fields.Nested(ProviderSchema)
+    rate_limits = ma.fields.Nested(RateLimitsSchema)
+    streams = ma.fields.Nested(StreamsSchema)
 
 
 class HealthSchema(ma.Schema):

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import time
 
+from app.core import streams
+from app.core.areas import areas
 from app.core.db import database
-
-# Areas register ``fn(settings) -> dict`` to fill in their part of the status;
-# an area that is not built yet reports true zeros.
-_contributors = []
-
-
-def contribute(fn) -> None:
-    if fn not in _contributors:
-        _contributors.append(fn)
 
 
 def status(state) -> dict:
@@ -27,10 +20,18 @@ def status(state) -> dict:
         "plugins": {"loaded": 0, "total": 0},
         "memory": {"backend": settings.get("memory.backend"), "entries": 0},
         "provider": {"name": settings.get("provider.name"), "model": settings.get("provider.model")},
+        "rate_limits": state.limiter.report(),
     }
-    for contributor in _contributors:
-        body.update(contributor(settings))
+    # Each area fills in its part; one that is not built yet leaves true zeros.
+    for area in areas():
+        if area.status is not None:
+            body.update(area.status(settings))
     return body
+
+
+def stream_counts(_settings) -> dict:
+    """The event streams' part of the status: open in the whole deployment, and dropped on slow clients."""
+    return {"streams": streams.counts()}
 
 
 def database_reachable() -> bool:

@@ -3,17 +3,16 @@ import pytest
 from app.agent.loop import (
     LIMIT_FALLBACK,
     LIMIT_NOTE,
-    MEMORY_HEADER,
     Step,
     ToolCallFinished,
     ToolCallRecord,
     ToolCallStarted,
     TurnResult,
-    build_messages,
     replay,
     run_turn,
 )
 from app.agent.providers import Message, ProviderError, TextDelta
+from app.agent.runner import MEMORY_HEADER, Conversation, instructions, memory_notes, prompt
 from app.agent.tools import Tool, ToolContext
 from app.core.settings import Settings
 from tests.agent.scripted import ScriptedProvider, reply
@@ -41,6 +40,11 @@ def tools(calls):
         raise RuntimeError("boom")
 
     return [Tool("count", "Counts calls", COUNTER_SCHEMA, count), Tool("explode", "Fails", {"type": "object"}, explode)]
+
+
+def build_messages(system_prompt, memories, history, user_content):
+    """The prompt a session builds: its instructions, then recalled memories."""
+    return prompt(Conversation(user_content, history), [instructions(system_prompt), memory_notes(memories)])
 
 
 def run(provider, tools, context, max_tool_calls=10, stream=False, prompt=None):

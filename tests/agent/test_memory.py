@@ -48,6 +48,13 @@ def test_one_users_memories_never_reach_another_user(memory):
     assert memory.recall("blue dog", Scope("sess_other", None), 5) == []
 
 
+def test_a_scope_without_a_session_recalls_by_user_or_not_at_all(memory):
+    save(memory, "the blue dog again", user_id="alice", session_id="sess_a")
+    save(memory, "an anonymous blue dog", user_id=None, session_id="sess_anon")
+    assert contents(memory.recall("blue dog", Scope(user_id="alice", skip_from_seq=0), 5)) == ["the blue dog again"]
+    assert memory.recall("blue dog", Scope(), 5) == []
+
+
 def test_turns_already_in_the_history_are_not_recalled(memory):
     save(memory, "old turn about sailing boats", session_id="sess_a", seq=2)
     save(memory, "recent turn about sailing boats", session_id="sess_a", seq=40)

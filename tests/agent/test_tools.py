@@ -3,9 +3,9 @@ import json
 import pytest
 from jsonschema.exceptions import SchemaError
 
-from app.agent.builtin_tools import BUILTIN_TOOLS
+from app.agent.builtin_tools import BUILTIN_TOOLS, default_registry
 from app.agent.providers import ToolCall
-from app.agent.tools import MAX_RESULT_CHARS, Tool, ToolContext, ToolError, ToolRegistry, default_registry
+from app.agent.tools import MAX_RESULT_CHARS, Tool, ToolContext, ToolError, ToolRegistry, execute
 from app.core.settings import Settings
 
 ADD_SCHEMA = {
@@ -36,30 +36,35 @@ def call(name, **arguments):
     return ToolCall(id="call_1", name=name, arguments=arguments)
 
 
+def call_tool(registry, tool_call, context):
+    """What the loop does with a call: run the registered tool of that name, if any."""
+    return execute(registry.get(tool_call.name), tool_call, context)
+
+
 def test_a_tool_is_called_with_its_json_arguments(registry, context):
-    result = registry.call(call("add", a=2, b=3), context)
+    result = call_tool(registry, call("add", a=2, b=3), context)
     assert json.loads(result.content) == {"sum": 5}
     assert result.is_error is False
     assert result.duration_ms >= 0
 
 
 def test_arguments_that_break_the_schema_come_back_as_an_error(registry, context):
-    missing = registry.call(call("add", a=2), context)
+    missing = call_tool(registry, call("add", a=2), context)
     assert missing.is_error and "'b' is a required property" in missing.content
-    wrong_type = registry.call(call("add", a=2, b="three"), context)
+    wrong_type = call_tool(registry, call("add", a=2, b="three"), context)
     assert wrong_type.is_error and wrong_type.content.startswith("Error: invalid arguments for add: b:")
-    extra = registry.call(call("add", a=1, b=2, c=3), context)
+    extra = call_tool(registry, call("add", a=1, b=2, c=3), context)
     assert extra.is_error and "'c' was unexpected" in extra.content
 
 
 def test_undecodable_arguments_are_reported_to_the_model(registry, context):
-    result = registry.call(ToolCall(id="call_1", name="add", arguments={"_raw": '{"a": 1,'}), context)
+    result = call_tool(registry, ToolCall(id="call_1", name="add", arguments={"_raw": '{"a": 1,'}), context)
     assert result.is_error
     assert 'not a JSON object: {"a": 1,' in result.content
 
 
 def test_an_unknown_tool_is_an_error_result(registry, context):
-    result = registry.call(call("subtract", a=1, b=2), context)
+    result = call_tool(registry, call("subtract", a=1, b=2), context)
     assert result.is_error and "no tool named 'subtract'" in result.content
 
 
@@ -72,13 +77,13 @@ def test_a_failing_tool_returns_its_error_instead_of_raising(registry, context):
 
     registry.register(Tool("explode", "Fails", {"type": "object"}, explode))
     registry.register(Tool("refuse", "Refuses", {"type": "object"}, refuse))
-    assert registry.call(call("explode"), context).content == "Error: explode failed: RuntimeError: disk on fire"
-    assert registry.call(call("refuse"), context).content == "Error: not allowed here"
+    assert call_tool(registry, call("explode"), context).content == "Error: explode failed: RuntimeError: disk on fire"
+    assert call_tool(registry, call("refuse"), context).content == "Error: not allowed here"
 
 
 def test_long_results_are_cut(registry, context):
     registry.register(Tool("chatty", "Talks", {"type": "object"}, lambda arguments, context: "x" * 50_000))
-    result = registry.call(call("chatty"), context)
+    result = call_tool(registry, call("chatty"), context)
     assert len(result.content) < MAX_RESULT_CHARS + 100
     assert result.content.endswith("[truncated: the result had 50000 characters]")
 
@@ -118,9 +123,9 @@ def test_offered_tools_follow_the_settings(tmp_path):
 
 def test_current_time(context):
     registry = default_registry()
-    utc = json.loads(registry.call(call("current_time"), context).content)
+    utc = json.loads(call_tool(registry, call("current_time"), context).content)
     assert utc["timezone"] == "UTC" and utc["utc"].endswith("Z") and utc["local"].endswith("+00:00")
-    tokyo = json.loads(registry.call(call("current_time", timezone="Asia/Tokyo"), context).content)
+    tokyo = json.loads(call_tool(registry, call("current_time", timezone="Asia/Tokyo"), context).content)
     assert tokyo["local"].endswith("+09:00")
-    bad = registry.call(call("current_time", timezone="Mars/Olympus"), context)
+    bad = call_tool(registry, call("current_time", timezone="Mars/Olympus"), context)
     assert bad.is_error and "unknown time zone 'Mars/Olympus'" in bad.content

@@ -2,8 +2,6 @@
 
 import re
 
-from app.core.db import SqliteDatabase, database
-
 
 def test_unexpected_exception_is_a_500_envelope_without_traceback(app, auth, caplog):
     @app.route("/api/v1/boom")
@@ -18,15 +16,6 @@ def test_unexpected_exception_is_a_500_envelope_without_traceback(app, auth, cap
     assert "Traceback" not in response.get_data(as_text=True)
     assert response.headers["X-Request-ID"] == "req-42"
     assert any("req-42" in record.getMessage() and record.exc_info for record in caplog.records)
-
-
-def test_health_is_503_when_the_database_is_unreachable(app):
-    client = app.test_client()
-    assert client.get("/api/v1/status/health").json == {"healthy": True}
-    database.initialize(SqliteDatabase("/proc/no-such-dir/lockgate.db"))
-    response = client.get("/api/v1/status/health")
-    assert response.status_code == 503
-    assert response.json == {"healthy": False}
 
 
 def test_openapi_documents_every_route(app):

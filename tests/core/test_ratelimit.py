@@ -3,7 +3,8 @@ import uuid
 
 import pytest
 
-from app.core.ratelimit import RateLimiter, RedisCounters, SqliteCounters, group_for
+from app.core.api import rate_group
+from app.core.ratelimit import RateLimiter, RedisCounters, SqliteCounters
 from app.core.settings import Settings
 from tests.support.databases import REDIS_URL
 
@@ -90,7 +91,11 @@ def test_storage_failure_fails_open(tmp_path):
     ("/api/v1/sessionsx", "GET", "default"),
     ("/api/v1/status/health", "GET", "probes"),
 ])
-def test_groups(path, method, group):
-    assert group_for(path, method) == group
+def test_groups(app, path, method, group):
+    # Resolved as a request is: by the route it matches, else by the blueprint whose prefix it is under.
+    with app.test_request_context(path, method=method):
+        from flask import request
+
+        assert rate_group(app, request.endpoint, request.path, request.method) == group
 
 

@@ -1,15 +1,12 @@
-"""Migrations, leases, retention and the log pipeline on the real database backends."""
+"""Migrations, leases and SQLite start-up on the real database backends."""
 
-import logging
 import subprocess
 import sys
 from datetime import timedelta
 
 from app.core import leases, migrate
 from app.core.db import connection, utcnow
-from app.core.logging import DatabaseHandler
-from app.core.models import Lease, LogEntry, SchemaMigration
-from app.logs import service as logs
+from app.core.models import Lease, SchemaMigration
 from tests.support.server import ROOT
 
 UPGRADE = "from app.core.db import init_database, connection; from app.core import migrate; " \
@@ -46,41 +43,6 @@ def test_a_lease_has_one_holder_until_it_expires(app, monkeypatch):
         Lease.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
         assert leases.acquire("job", ttl=30)  # the holder died: taken over
         assert Lease.get_by_id("job").owner == "host:1:b"
-
-
-def test_records_are_written_in_batches_with_session_and_module(app):
-    handler = DatabaseHandler()
-    logger = logging.getLogger("agent::loop")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        logger.info("tool call completed", extra={"session_id": "sess_1"})
-        handler.handle(logging.LogRecord("channel::telegram", logging.WARNING, __file__, 1,
-                                         "reconnecting %s", ("now",), None))
-        with connection():
-            assert LogEntry.select().count() == 0  # nothing written on the logging call
-            assert handler.flush_to_database() == 2
-            rows = list(LogEntry.select().order_by(LogEntry.id))
-    finally:
-        logger.removeHandler(handler)
-    assert [(r.module, r.level, r.message, r.session_id) for r in rows] == [
-        ("agent::loop", 20, "tool call completed", "sess_1"),
-        ("channel::telegram", 30, "reconnecting now", None),
-    ]
-
-
-def test_retention_by_age_and_count(app):
-    now = utcnow()
-    with connection():
-        LogEntry.insert_many([
-            {"timestamp": now - timedelta(days=10), "level": 20, "module": "old", "message": "old"}
-        ] + [
-            {"timestamp": now, "level": 20, "module": "new", "message": f"new {i}"} for i in range(150)
-        ]).execute()
-        removed = logs.sweep(retention_days=7, max_entries=100)
-        remaining = [r.message for r in LogEntry.select().order_by(LogEntry.id)]
-    assert removed == 51
-    assert remaining == [f"new {i}" for i in range(50, 150)]
 
 
 def test_opening_a_new_sqlite_file_waits_while_another_worker_writes(tmp_path):

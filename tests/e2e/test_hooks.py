@@ -191,13 +191,15 @@ def test_private_targets_are_refused_with_the_default_policy(server, receiver):
 def claim_holders(database_url_: str) -> dict[int, list[str]]:
     """Worker pid -> delivery ids it holds a claim on, read straight from the database."""
     from app.core.db import connection, init_database
+    from app.core.models import Job
     from app.hooks.models import HookDelivery
 
     init_database(database_url_)
     holders: dict[int, list[str]] = {}
     with connection():
-        for row in HookDelivery.select().where(HookDelivery.claimed_by.is_null(False)):
-            pid = int(row.claimed_by.split(":")[1])  # host:pid:nonce
+        claimed = HookDelivery.select(HookDelivery.id, Job.claimed_by).join(Job).where(Job.claimed_by.is_null(False))
+        for row in claimed:
+            pid = int(row.job.claimed_by.split(":")[1])  # host:pid:nonce
             holders.setdefault(pid, []).append(row.id)
     return holders
 

@@ -8,7 +8,9 @@ import pytest
 
 from app.core.db import connection, init_database
 from app.core.models import LogEntry
-from tests.sessions.e2e import Api, gateway, wait_for
+from tests.support.http import Api
+from tests.support.server import RELAXED_LIMITS, serve
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -17,8 +19,8 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, backend):
-    config = {"channels_config": {"telegram": {"bot_token": "123:abc"}}}
-    with gateway(tmp_path_factory, backend, config) as instance:
+    config = {"channels_config": {"telegram": {"bot_token": "123:abc", "api_url": "http://127.0.0.1:9"}}}
+    with serve(tmp_path_factory.mktemp("sessions"), backend, {**RELAXED_LIMITS, **config}) as instance:
         yield instance
 
 
@@ -144,7 +146,7 @@ def test_a_turn_that_calls_tools(api, server):
             return list(LogEntry.select().where((LogEntry.module == "agent::loop")
                                                 & (LogEntry.session_id == session["id"])))
 
-    entries = wait_for(lambda: len(rows := logged()) >= 5 and rows)  # 3 turns, 2 tool calls
+    entries = wait_until(lambda: len(rows := logged()) >= 5 and rows)  # 3 turns, 2 tool calls
     messages = [entry.message for entry in entries]
     assert any(m.startswith("Tool call completed: current_time (") for m in messages)
     assert any(m.startswith("Tool call completed: memory_search (") for m in messages)

@@ -7,7 +7,9 @@ import pytest
 
 from app.core.db import connection, init_database
 from app.core.models import Event
-from tests.sessions.e2e import Api, gateway, wait_for
+from tests.support.http import Api
+from tests.support.server import RELAXED_LIMITS, serve
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, backend):
     config = {"agent": {"idle_after_secs": 1, "session_timeout_secs": 2, "sweep_interval_secs": 0.2}}
-    with gateway(tmp_path_factory, backend, config) as instance:
+    with serve(tmp_path_factory.mktemp("sessions"), backend, {**RELAXED_LIMITS, **config}) as instance:
         yield instance
 
 
@@ -44,7 +46,7 @@ def test_idle_then_active_again_then_terminated(server, api):
     session = api.new_session(user_id="sleepy")
     other = api.new_session()
 
-    idle = wait_for(lambda: (s := api.session(session["id"]))["status"] == "idle" and s, timeout=10)
+    idle = wait_until(lambda: (s := api.session(session["id"]))["status"] == "idle" and s, timeout=10)
     assert idle["last_activity"] == session["created_at"]
     assert any(s["id"] == session["id"] for s in api.get("/sessions", status="idle").json()["sessions"])
 
@@ -53,11 +55,11 @@ def test_idle_then_active_again_then_terminated(server, api):
     awake = api.session(session["id"])
     assert awake["status"] == "active" and awake["turn_count"] == 1
 
-    ended = wait_for(lambda: (s := api.session(session["id"]))["status"] == "terminated" and s, timeout=10)
+    ended = wait_until(lambda: (s := api.session(session["id"]))["status"] == "terminated" and s, timeout=10)
     assert ended["last_activity"] == awake["last_activity"]
     refused = api.send(session["id"], "too late")
     assert refused.status_code == 409
-    wait_for(lambda: api.session(other["id"])["status"] == "terminated", timeout=10)
+    wait_until(lambda: api.session(other["id"])["status"] == "terminated", timeout=10)
     terminated = api.get("/sessions", status="terminated").json()
     assert {session["id"], other["id"]} <= {s["id"] for s in terminated["sessions"]}
     assert terminated["total"] >= 2

@@ -8,7 +8,10 @@ import pytest
 import requests
 
 from tests.agent.providers.fake_llm import FakeLLMServer
-from tests.sessions.e2e import Api, gateway, wait_for, workers_calling, workers_serving
+from tests.support.connections import workers_calling, workers_serving
+from tests.support.http import Api
+from tests.support.server import RELAXED_LIMITS, serve
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +32,7 @@ def server(tmp_path_factory, backend, fake_llm):
         # A killed worker's turn blocks its session for at most a second.
         "agent": {"lock_ttl_secs": 1.0},
     }
-    with gateway(tmp_path_factory, backend, config) as instance:
+    with serve(tmp_path_factory.mktemp("sessions"), backend, {**RELAXED_LIMITS, **config}) as instance:
         yield instance
 
 
@@ -185,8 +188,8 @@ def test_a_worker_killed_mid_turn_leaves_the_session_usable(api, server, fake_ll
 
     thread = threading.Thread(target=stalled_turn)
     thread.start()
-    wait_for(lambda: fake_llm.requests)
-    (worker,) = wait_for(lambda: workers_calling(server, int(fake_llm.url.rsplit(":", 1)[1])))
+    wait_until(lambda: fake_llm.requests)
+    (worker,) = wait_until(lambda: workers_calling(server, int(fake_llm.url.rsplit(":", 1)[1])))
     os.kill(worker, signal.SIGKILL)
     thread.join(10)
     assert "error" in outcome or outcome["response"].status_code >= 500
@@ -204,4 +207,4 @@ def test_a_worker_killed_mid_turn_leaves_the_session_usable(api, server, fake_ll
     assert response.json()["content"] == "back in business"
     assert api.session(session["id"])["turn_count"] == 1
     assert len(api.transcript(session["id"])) == 3
-    wait_for(lambda: len(server.worker_pids()) == 2 and worker not in server.worker_pids())
+    wait_until(lambda: len(server.worker_pids()) == 2 and worker not in server.worker_pids())

@@ -33,23 +33,29 @@ def settings(app):
     return app.extensions["lockgate"].settings
 
 
+def delivery_pool(app):
+    """A job pool running webhook deliveries for ``app``, driven by the test (nothing polls on its own)."""
+    from app.core.jobs import Pool
+    from app.hooks.delivery import KIND
+
+    return Pool(app.extensions["lockgate"], [KIND])
+
+
 @pytest.fixture
-def dispatcher(app):
-    from app.hooks.delivery import Dispatcher
-
-    return Dispatcher(app.extensions["lockgate"])
+def pool(app):
+    return delivery_pool(app)
 
 
 @pytest.fixture
-def deliver(dispatcher):
-    """Run the dispatcher in the test: poll and send until ``until()`` holds, or until nothing is due."""
+def deliver(pool):
+    """Run the pool in the test: poll and send until ``until()`` holds, or until nothing is due."""
     from app.hooks import outbox
 
     def run(until=None, timeout: float = 10.0):
         deadline = time.monotonic() + timeout
         while True:
-            dispatcher.poll()
-            dispatcher.wait(timeout)
+            pool.poll()
+            pool.wait(timeout)
             with connection():
                 done = until() if until is not None else not outbox.has_due()
             if done:

@@ -1,4 +1,4 @@
-"""Delivery in process: the dispatcher runs inside the test against a real receiver."""
+"""Delivery in process: a job pool runs inside the test against a real receiver."""
 
 import json
 import re
@@ -7,9 +7,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from app.core import jobs
 from app.core.db import connection, transaction, utcnow
+from app.core.models import Job
 from app.hooks import outbox
+from app.hooks.delivery import KIND
 from app.hooks.models import Hook, HookAttempt, HookDelivery
+from tests.hooks.conftest import delivery_pool
 
 
 def parse_iso(text: str) -> datetime:
@@ -18,7 +22,7 @@ def parse_iso(text: str) -> datetime:
 
 def delivery_status(delivery_id: str) -> str:
     with connection():
-        return HookDelivery.get_by_id(delivery_id).status
+        return outbox.find(delivery_id).status
 
 
 def test_a_published_event_is_delivered_signed(make_hook, publish, deliver, receiver, deliveries):
@@ -134,8 +138,6 @@ def test_retries_end_when_the_schedule_is_spent(make_hook, publish, deliver, rec
 
 
 def test_timeouts_are_retried(app_factory, auth, receiver, publish):
-    from app.hooks.delivery import Dispatcher
-
     app = app_factory({"hooks": {"allow_private_targets": True, "timeout_secs": 0.3, "retry_schedule": ["0.1s"]}})
     client = app.test_client()
     hook = client.post("/api/v1/hooks", json={"url": receiver.url + "/slow", "events": ["*"]},
@@ -143,11 +145,11 @@ def test_timeouts_are_retried(app_factory, auth, receiver, publish):
     receiver.script("/slow", 200, delay=1.0)
     receiver.script("/slow", 200)
     publish("session.created", {"id": "s"})
-    dispatcher = Dispatcher(app.extensions["lockgate"])
+    pool = delivery_pool(app)
     deadline = time.monotonic() + 10
     while delivery_status_of(hook["id"]) != "succeeded" and time.monotonic() < deadline:
-        dispatcher.poll()
-        dispatcher.wait()
+        pool.poll()
+        pool.wait()
         time.sleep(0.05)
     with connection():
         attempts = list(HookAttempt.select().order_by(HookAttempt.number))
@@ -161,7 +163,7 @@ def test_timeouts_are_retried(app_factory, auth, receiver, publish):
 
 def delivery_status_of(hook_id: str) -> str | None:
     with connection():
-        row = HookDelivery.select().where(HookDelivery.hook == hook_id).first()
+        row = outbox.deliveries().where(HookDelivery.hook == hook_id).first()
     return row.status if row else None
 
 
@@ -177,8 +179,6 @@ def test_retry_after_is_honoured(make_hook, publish, deliver, receiver, deliveri
 
 
 def test_consecutive_failures_disable_the_hook_and_announce_it(app_factory, auth, receiver, publish):
-    from app.hooks.delivery import Dispatcher
-
     app = app_factory({"hooks": {"allow_private_targets": True, "retry_schedule": ["0.1s"],
                                  "disable_after_failures": 3}})
     client = app.test_client()
@@ -189,11 +189,11 @@ def test_consecutive_failures_disable_the_hook_and_announce_it(app_factory, auth
     receiver.default("/bad", 500)
     for number in range(3):
         publish("session.created", {"id": f"s{number}"})
-    dispatcher = Dispatcher(app.extensions["lockgate"])
+    pool = delivery_pool(app)
     deadline = time.monotonic() + 10
     while not receiver.received("/watch") and time.monotonic() < deadline:
-        dispatcher.poll()
-        dispatcher.wait()
+        pool.poll()
+        pool.wait()
         time.sleep(0.05)
 
     (announcement,) = receiver.received("/watch")
@@ -248,16 +248,16 @@ def test_manual_retry_resends_with_the_same_id(make_hook, publish, deliver, rece
     assert [a["number"] for a in done["attempts"]] == [1, 2]
 
 
-def test_a_delivery_in_flight_cannot_be_retried(make_hook, publish, receiver, client, auth, dispatcher, deliveries):
+def test_a_delivery_in_flight_cannot_be_retried(make_hook, publish, receiver, client, auth, pool, deliveries):
     hook = make_hook("/slow")
     receiver.script("/slow", 200, delay=0.6)
     publish("session.created", {"id": "s"})
-    dispatcher.poll()
+    pool.poll()
     receiver.wait_count(1, path="/slow")
     (delivery,) = deliveries(hook["id"])
     response = client.post(f"/api/v1/hooks/{hook['id']}/deliveries/{delivery['id']}/retry", headers=auth("write"))
     assert response.status_code == 409
-    dispatcher.wait()
+    pool.wait()
     assert deliveries(hook["id"])[0]["status"] == "succeeded"
 
 
@@ -275,21 +275,19 @@ def test_deactivating_cancels_waiting_deliveries(make_hook, publish, deliver, re
     assert len(receiver.received("/later")) == 1
 
 
-def test_deleting_a_hook_mid_delivery_is_harmless(make_hook, publish, receiver, client, auth, dispatcher):
+def test_deleting_a_hook_mid_delivery_is_harmless(make_hook, publish, receiver, client, auth, pool):
     hook = make_hook("/gone")
     receiver.script("/gone", 500, delay=0.5)
     publish("session.created", {"id": "s"})
-    dispatcher.poll()
+    pool.poll()
     receiver.wait_count(1, path="/gone")
     assert client.delete(f"/api/v1/hooks/{hook['id']}", headers=auth("write")).status_code == 204
-    dispatcher.wait()
+    pool.wait()
     with connection():
         assert HookDelivery.select().count() == 0 and HookAttempt.select().count() == 0
 
 
 def test_dns_rebinding_is_refused_at_delivery(app_factory, auth, receiver, publish, fake_dns, deliveries):
-    from app.hooks.delivery import Dispatcher
-
     app = app_factory({"hooks": {"allow_private_targets": False}})
     client = app.test_client()
     fake_dns({"rebind.example.test": ["93.184.215.14"]})
@@ -299,9 +297,9 @@ def test_dns_rebinding_is_refused_at_delivery(app_factory, auth, receiver, publi
     hook = response.json
     fake_dns({"rebind.example.test": ["127.0.0.1"]})  # the attacker's DNS now points inside
     publish("session.created", {"id": "s"})
-    dispatcher = Dispatcher(app.extensions["lockgate"])
-    dispatcher.poll()
-    dispatcher.wait()
+    pool = delivery_pool(app)
+    pool.poll()
+    pool.wait()
     assert receiver.received() == []
     (delivery,) = deliveries(hook["id"])
     assert delivery["status"] == "failed"
@@ -310,14 +308,12 @@ def test_dns_rebinding_is_refused_at_delivery(app_factory, auth, receiver, publi
 
 
 def test_private_targets_are_refused_at_delivery_once_disallowed(make_hook, publish, app_factory, receiver):
-    from app.hooks.delivery import Dispatcher
-
     hook = make_hook("/p")
     strict = app_factory({"hooks": {"allow_private_targets": False}})
     publish("session.created", {"id": "s"})
-    dispatcher = Dispatcher(strict.extensions["lockgate"])
-    dispatcher.poll()
-    dispatcher.wait()
+    pool = delivery_pool(strict)
+    pool.poll()
+    pool.wait()
     assert receiver.received() == []
     with connection():
         (attempt,) = HookAttempt.select()
@@ -345,15 +341,19 @@ def test_deliveries_are_listed_newest_first_with_filters(make_hook, publish, del
 
 def queue(hook_id: str, count: int, when: datetime | None = None) -> list[str]:
     with connection(), transaction():
-        ids = [outbox.enqueue_for(hook_id, "session.created", {"n": n}).id for n in range(count)]
+        queued = [outbox.enqueue_for(hook_id, "session.created", {"n": n}) for n in range(count)]
         if when is not None:
-            HookDelivery.update(next_attempt_at=when).where(HookDelivery.id.in_(ids)).execute()
-    return ids
+            Job.update(next_run_at=when).where(Job.id.in_([d.job_id for d in queued])).execute()
+    return [d.id for d in queued]
 
 
 def claim(limit=100, per_hook=100, ttl=30.0, owner="test"):
     with connection():
-        return outbox.claim(limit, per_hook, ttl, owner)
+        return jobs.claim(KIND, limit, per_hook, ttl, owner)
+
+
+def delivery_of(claimed: jobs.Claim) -> str:
+    return claimed.payload["delivery"]
 
 
 def test_claims_never_overlap(make_hook):
@@ -367,7 +367,7 @@ def test_claims_never_overlap(make_hook):
         barrier.wait()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            got = [c.delivery_id for c in claim(limit=3, owner=threading.current_thread().name)]
+            got = [delivery_of(c) for c in claim(limit=3, owner=threading.current_thread().name)]
             with lock:
                 results.extend(got)
                 if len(results) >= 40:
@@ -383,23 +383,23 @@ def test_claims_never_overlap(make_hook):
     assert claim() == []
 
 
-def test_future_rows_wait_and_expired_claims_are_taken_again(make_hook):
+def test_future_rows_wait_and_expired_claims_are_taken_again(make_hook, app):
     hook = make_hook()
     later = queue(hook["id"], 1, when=utcnow() + timedelta(seconds=60))
     (now_id,) = queue(hook["id"], 1)
     (first,) = claim(ttl=0.3, owner="dead-worker")
-    assert first.delivery_id == now_id and first.number == 1
+    assert delivery_of(first) == now_id and first.attempt == 1
     assert claim() == []  # held, and the other row is not due
     time.sleep(0.4)
     (second,) = claim(owner="survivor")
-    assert second.delivery_id == now_id and second.token != first.token
+    assert delivery_of(second) == now_id and second.token != first.token
     # The dead worker's late result does not move the row: only the current holder's does.
-    late = outbox.Outcome("succeeded", utcnow(), 5, status_code=200)
+    late = jobs.Outcome("succeeded", detail=outbox.Attempt(utcnow(), 5, status_code=200))
     with connection():
-        outbox.record(first, late, outbox.Policy([1.0], 5))
-        row = HookDelivery.get_by_id(now_id)
-        assert row.status == "pending" and row.claim_token == second.token
-        assert HookDelivery.get_by_id(later[0]).claim_token is None
+        assert jobs.record(first, late, app.extensions["lockgate"]) is None
+        row = outbox.find(now_id)
+        assert row.status == "pending" and row.job.claim_token == second.token
+        assert outbox.find(later[0]).job.claim_token is None
 
 
 def test_each_hook_gets_a_share_of_the_slots(make_hook):
@@ -407,18 +407,16 @@ def test_each_hook_gets_a_share_of_the_slots(make_hook):
     queue(busy["id"], 10)
     queue(quiet["id"], 2)
     claims = claim(limit=5, per_hook=3)
-    by_hook = {hook_id: sum(1 for c in claims if c.hook_id == hook_id) for hook_id in (busy["id"], quiet["id"])}
+    by_hook = {hook_id: sum(1 for c in claims if c.partition == hook_id) for hook_id in (busy["id"], quiet["id"])}
     assert by_hook == {busy["id"]: 3, quiet["id"]: 2}
     assert claim(limit=5, per_hook=3) == []  # the busy hook has 3 in flight already
-    (returned, *_) = [c for c in claims if c.hook_id == busy["id"]]
+    (returned, *_) = [c for c in claims if c.partition == busy["id"]]
     with connection():
-        outbox.release(returned)
-    assert [c.hook_id for c in claim(limit=5, per_hook=3)] == [busy["id"]]
+        jobs.release(returned)
+    assert [c.partition for c in claim(limit=5, per_hook=3)] == [busy["id"]]
 
 
 def test_a_slow_receiver_does_not_hold_up_other_hooks(app_factory, auth, receiver, publish):
-    from app.hooks.delivery import Dispatcher
-
     app = app_factory({"hooks": {"allow_private_targets": True, "max_in_flight_per_hook": 2,
                                  "max_concurrency": 4}})
     client = app.test_client()
@@ -428,13 +426,13 @@ def test_a_slow_receiver_does_not_hold_up_other_hooks(app_factory, auth, receive
     for n in range(6):
         publish("session.created", {"n": n})
     publish("session.idle", {"n": 0})
-    dispatcher = Dispatcher(app.extensions["lockgate"])
+    pool = delivery_pool(app)
     started = time.monotonic()
-    dispatcher.poll()
+    pool.poll()
     receiver.wait_count(1, path="/fast", timeout=0.8)
     assert time.monotonic() - started < 0.8
     assert len(receiver.received("/slow")) <= 2
-    dispatcher.wait()
+    pool.wait()
 
 
 def test_an_attempt_never_starts_on_a_nearly_expired_claim(make_hook, settings, receiver):
@@ -446,7 +444,7 @@ def test_an_attempt_never_starts_on_a_nearly_expired_claim(make_hook, settings, 
     assert attempt(held, settings, "test") is None
     assert receiver.received() == []
     with connection():
-        outbox.release(held)
+        jobs.release(held)
     assert len(claim()) == 1
 
 
@@ -455,12 +453,14 @@ def test_retention_removes_old_finished_deliveries(make_hook):
     old, recent, waiting = queue(hook["id"], 3)
     with connection():
         long_ago = utcnow() - timedelta(days=30)
-        HookDelivery.update(status="succeeded", completed_at=long_ago).where(HookDelivery.id == old).execute()
-        HookDelivery.update(status="failed", completed_at=utcnow()).where(HookDelivery.id == recent).execute()
+        job_of = {d.id: d.job_id for d in HookDelivery.select()}
+        Job.update(state="succeeded", finished_at=long_ago).where(Job.id == job_of[old]).execute()
+        Job.update(state="failed", finished_at=utcnow()).where(Job.id == job_of[recent]).execute()
         HookAttempt.create(delivery=old, number=1, started_at=long_ago, duration_ms=1, outcome="succeeded")
         assert outbox.sweep(utcnow() - timedelta(days=7)) == 1
         assert sorted(d.id for d in HookDelivery.select()) == sorted([recent, waiting])
         assert HookAttempt.select().count() == 0
+        assert Job.select().count() == 2
 
 
 # ---- schedule ---------------------------------------------------------------------
@@ -475,13 +475,13 @@ def test_retry_schedule_entries_are_durations():
 
 def test_retry_delays_have_jitter_and_run_out():
     schedule = [10.0, 100.0]
-    delays = {round(outbox.retry_delay(schedule, 1, None), 3) for _ in range(50)}
+    delays = {round(jobs.retry_delay(schedule, 1, None), 3) for _ in range(50)}
     assert len(delays) > 1 and all(8.0 <= d <= 12.0 for d in delays)
-    assert all(80.0 <= outbox.retry_delay(schedule, 2, None) <= 120.0 for _ in range(20))
-    assert outbox.retry_delay(schedule, 3, None) is None
-    assert outbox.retry_delay([], 1, None) is None
-    assert outbox.retry_delay(schedule, 1, 50.0) == 50.0
-    assert outbox.retry_delay(schedule, 1, 10_000.0) == 100.0
+    assert all(80.0 <= jobs.retry_delay(schedule, 2, None) <= 120.0 for _ in range(20))
+    assert jobs.retry_delay(schedule, 3, None) is None
+    assert jobs.retry_delay([], 1, None) is None
+    assert jobs.retry_delay(schedule, 1, 50.0) == 50.0
+    assert jobs.retry_delay(schedule, 1, 10_000.0) == 100.0
 
 
 def test_bodies_are_compact_json_with_type_timestamp_and_data():

@@ -7,7 +7,8 @@ import pytest
 from app.core.db import connection
 from app.sessions import service
 from tests.agent.providers.fake_llm import FakeLLMServer
-from tests.sessions.helpers import parse_sse, published
+from tests.sessions.helpers import published
+from tests.support.sse import parse_sse
 
 MESSAGE_ID = re.compile(r"^msg_[0-9a-f]{24}$")
 

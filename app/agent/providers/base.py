@@ -111,20 +111,6 @@ class Provider(ABC):
         """Yield TextDelta items as text arrives, then the full Completion last."""
 
 
-def create_provider(settings: ProviderSettings) -> Provider:
-    # Imported here because the provider modules import this one.
-    from .anthropic import AnthropicProvider
-    from .echo import EchoProvider
-    from .openai import OpenAIProvider
-
-    known = {cls.name: cls for cls in (EchoProvider, OpenAIProvider, AnthropicProvider)}
-    provider_class = known.get(settings.name.strip().lower())
-    if provider_class is None:
-        expected = ", ".join(known)
-        raise ProviderError(f"unknown provider {settings.name!r}; expected one of: {expected}")
-    return provider_class(settings)
-
-
 def parse_tool_arguments(raw: str) -> dict:
     """Decode tool-call arguments sent as a JSON string.
 

@@ -6,6 +6,7 @@ gevent monkey-patching, where they (and time.sleep) yield to other greenlets.
 """
 
 import json
+import logging
 import random
 import time
 from collections.abc import Iterable, Iterator
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import requests
 
 from .base import ProviderError, ProviderSettings
+
+log = logging.getLogger("agent::provider")
 
 # Longest wait we accept from an upstream Retry-After header, in seconds, so a
 # misbehaving server cannot park an agent turn for minutes.
@@ -84,8 +87,10 @@ class HttpClient:
             if response is not None:
                 return response
             if attempt + 1 < attempts:
+                log.info("%s; retrying (attempt %d of %d)", failure.error.message, attempt + 1, attempts)
                 time.sleep(failure.wait if failure.wait is not None else self._backoff(attempt))
         message = f"{failure.error.message} (gave up after {attempts} attempts)"
+        log.warning("%s", message)
         raise ProviderError(message, status=failure.error.status)
 
     def _attempt(self, url, payload, headers, stream):
@@ -111,6 +116,7 @@ class HttpClient:
         error = self._upstream_error(response)
         response.close()
         if not is_retryable_status(response.status_code):
+            log.warning("%s", error.message)
             raise error
         return None, _Failure(error, retry_after_seconds(response.headers.get("Retry-After")))
 

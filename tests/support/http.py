@@ -1,32 +1,28 @@
-"""Helpers for the end-to-end session tests (tests/e2e/test_sessions*.py)."""
+"""Talking to a served Lockgate over HTTP: fresh connections, the error envelope, a small API client."""
 
 from __future__ import annotations
 
-import os
-import time
-from contextlib import contextmanager
-
 import requests
 
-from tests.sessions.helpers import parse_sse
-from tests.support.databases import database_url
 from tests.support.server import GunicornServer
-
-# Session writes are limited to 10/s per token by default; the tests send more.
-RELAXED_LIMITS = {"rate_limits": {"sessions_write": "10000/s", "sessions_read": "10000/s", "default": "10000/s"}}
+from tests.support.sse import parse_sse
 
 
-@contextmanager
-def gateway(tmp_path_factory, backend, config: dict):
-    """A gunicorn server with 2 workers on a fresh database, for a whole test module."""
-    tmp = tmp_path_factory.mktemp("sessions")
-    merged = {**RELAXED_LIMITS, **config}
-    with database_url(backend, tmp) as url:
-        server = GunicornServer(tmp, url, merged).start()
-        try:
-            yield server
-        finally:
-            server.stop()
+def fresh_get(url, **kwargs):
+    """A request on a new connection, so gunicorn may hand it to either worker."""
+    with requests.Session() as session:
+        return session.get(url, timeout=10, **kwargs)
+
+
+def assert_envelope(response, status, code):
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    return body["error"]
 
 
 class Api:
@@ -84,53 +80,3 @@ class Api:
         response = self.get(f"/sessions/{session_id}/messages", limit=200)
         assert response.status_code == 200, response.text
         return response.json()["messages"]
-
-
-def wait_for(check, timeout: float = 10.0, interval: float = 0.05):
-    """Poll until ``check()`` returns something truthy; return it, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
-def _socket_inodes(port: int, side: str) -> set[str]:
-    """Inodes of established TCP sockets whose local or remote port is ``port``."""
-    column = 1 if side == "local" else 2
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = open(table).read().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "01" and int(fields[column].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
-    return inodes
-
-
-def _pids_holding(pids: list[int], inodes: set[str]) -> list[int]:
-    holding = []
-    for pid in pids:
-        try:
-            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except (FileNotFoundError, PermissionError):
-            continue
-        if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
-            holding.append(pid)
-    return holding
-
-
-def workers_calling(server: GunicornServer, port: int) -> list[int]:
-    """Workers with an open connection to a server on ``port`` (the fake LLM)."""
-    return _pids_holding(server.worker_pids(), _socket_inodes(port, "remote"))
-
-
-def workers_serving(server: GunicornServer) -> list[int]:
-    """Workers holding client connections right now."""
-    return _pids_holding(server.worker_pids(), _socket_inodes(server.port, "local"))

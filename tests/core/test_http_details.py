@@ -1,0 +1,297 @@
+"""HTTP details clients and their tools rely on, in process: the 401 challenge, the per-token
+cap on event streams counted in the database, slow streams closed and counted, and the
+service's work logged at info under PRX-style module names."""
+
+import logging
+import threading
+from datetime import timedelta
+
+import pytest
+
+from app.core import sse, streams
+from app.core.auth import create_token, revoke
+from app.core.db import connection, utcnow
+from app.core.streams import StreamSlot
+
+CHALLENGE = 'Bearer realm="lockgate"'
+INVALID = 'Bearer realm="lockgate", error="invalid_token"'
+
+
+# ---- the 401 challenge ---------------------------------------------------------
+
+
+def test_401_without_a_token_carries_the_bare_challenge(client):
+    for headers in ({}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer"}):
+        response = client.get("/api/v1/status", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == CHALLENGE
+        assert response.json["error"]["code"] == "unauthorized"
+
+
+def test_401_for_a_refused_token_says_invalid_token(app, client, tokens):
+    with connection():
+        expired = create_token("expired", ["read"], timedelta(seconds=-1))[1]
+        revoked_row, revoked = create_token("revoked", ["read"])
+        revoke(revoked_row.id)
+    forged = tokens["read"][:-4] + ("AAAA" if not tokens["read"].endswith("AAAA") else "BBBB")
+    for token in ("garbage", forged, expired, revoked):
+        response = client.get("/api/v1/status", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, token
+        assert response.headers["WWW-Authenticate"] == INVALID
+        assert response.json["error"]["message"] == "The bearer token is not valid: unknown, expired or revoked"
+
+
+def test_the_scheme_is_case_insensitive(client, tokens):
+    for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        response = client.get("/api/v1/status", headers={"Authorization": f"{scheme} {tokens['read']}"})
+        assert response.status_code == 200, scheme
+    assert client.get("/api/v1/status", headers={"Authorization": f"bearer   {tokens['read']}  "}).status_code == 200
+
+
+def test_403_carries_no_challenge(client, auth):
+    response = client.patch("/api/v1/config", json={"memory.top_k": 4}, headers=auth("read"))
+    assert response.status_code == 403
+    assert "WWW-Authenticate" not in response.headers
+
+
+# ---- the per-token stream cap --------------------------------------------------
+
+
+@pytest.fixture
+def capped(app_factory):
+    return app_factory({"gateway": {"max_streams_per_token": 3}, "logs": {"heartbeat_secs": 0.1}})
+
+
+def _close_all(responses):
+    # Last opened first: in one thread, each open stream holds its request context pushed on the previous one's.
+    for response in reversed(responses):
+        response.close()
+
+
+def _open_log_stream(client, token):
+    return client.get("/api/v1/logs/stream", headers={"Authorization": f"Bearer {token}"}, buffered=False)
+
+
+def test_streams_beyond_the_cap_are_429_and_a_closed_stream_frees_its_slot(capped):
+    client = capped.test_client()
+    with connection():
+        first, second = create_token("one", ["read"])[1], create_token("two", ["read"])[1]
+    opened = [_open_log_stream(client, first) for _ in range(3)]
+    try:
+        assert [r.status_code for r in opened] == [200, 200, 200]
+        refused = _open_log_stream(client, first)
+        assert refused.status_code == 429
+        assert refused.json["error"]["code"] == "rate_limited"
+        assert refused.json["error"]["details"] == {"max_streams_per_token": 3, "open": 3}
+        assert refused.headers["Retry-After"] == str(streams.RETRY_AFTER_SECS)
+        other = _open_log_stream(client, second)
+        assert other.status_code == 200
+        other.close()
+        opened.pop().close()
+        again = _open_log_stream(client, first)
+        assert again.status_code == 200
+        opened.append(again)
+    finally:
+        _close_all(opened)
+    with connection():
+        assert StreamSlot.select().count() == 0
+
+
+def test_message_streams_share_the_cap_and_a_refused_one_stores_nothing(capped):
+    client = capped.test_client()
+    with connection():
+        token = create_token("writer", ["write"])[1]
+    headers = {"Authorization": f"Bearer {token}"}
+    session = client.post("/api/v1/sessions", json={"channel": "api"}, headers=headers).json
+    opened = [_open_log_stream(client, token) for _ in range(3)]
+    try:
+        refused = client.post(f"/api/v1/sessions/{session['id']}/messages", json={"content": "hi"},
+                              headers={**headers, "Accept": "text/event-stream"})
+        assert refused.status_code == 429
+        assert client.get(f"/api/v1/sessions/{session['id']}/messages", headers=headers).json["total"] == 0
+    finally:
+        _close_all(opened)
+    answered = client.post(f"/api/v1/sessions/{session['id']}/messages", json={"content": "hi"},
+                           headers={**headers, "Accept": "text/event-stream"})
+    assert answered.status_code == 200
+    assert "event: done" in answered.get_data(as_text=True)
+    answered.close()  # as every WSGI server does once the body is sent
+    with connection():
+        assert StreamSlot.select().count() == 0
+
+
+def test_slots_of_other_workers_count_until_they_lapse(app):
+    with connection():
+        StreamSlot.create(id="elsewhere", token_id="tok", owner="other-host:1:dead", opened_at=utcnow(),
+                          expires_at=utcnow() + timedelta(seconds=30))
+        mine = streams.acquire("tok", 2)
+        with pytest.raises(Exception) as refused:
+            streams.acquire("tok", 2)
+        assert refused.value.status == 429
+        # The other worker died: its row is no longer renewed and lapses.
+        StreamSlot.update(expires_at=utcnow() - timedelta(seconds=1)).where(StreamSlot.id == "elsewhere").execute()
+        replacement = streams.acquire("tok", 2)
+        assert StreamSlot.get_or_none(StreamSlot.id == "elsewhere") is None
+        mine.release()
+        replacement.release()
+        mine.release()  # a second release is harmless
+        assert StreamSlot.select().count() == 0
+
+
+def test_renewal_pushes_back_the_expiry_of_open_slots_only(app):
+    with connection():
+        slot = streams.acquire("tok", 5)
+        StreamSlot.create(id="released-elsewhere", token_id="tok", owner="x", opened_at=utcnow(),
+                          expires_at=utcnow() + timedelta(seconds=1))
+        StreamSlot.update(expires_at=utcnow() + timedelta(seconds=1)).where(StreamSlot.id == slot.id).execute()
+        assert streams.renew() == 1
+        renewed = StreamSlot.get_by_id(slot.id).expires_at
+        assert renewed > utcnow() + streams.TTL - timedelta(seconds=5)
+        assert StreamSlot.get_by_id("released-elsewhere").expires_at < utcnow() + timedelta(seconds=2)
+        slot.release()
+
+
+def test_concurrent_claims_never_exceed_the_cap(app):
+    granted, refused = [], []
+    barrier = threading.Barrier(8)
+
+    def claim():
+        barrier.wait()
+        try:
+            with connection():
+                granted.append(streams.acquire("busy-token", 3))
+        except Exception as exc:
+            refused.append(exc.status)
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(granted) == 3 and refused == [429] * 5
+    with connection():
+        assert StreamSlot.select().where(StreamSlot.token_id == "busy-token").count() == 3
+        for slot in granted:
+            slot.release()
+
+
+# ---- slow clients ----------------------------------------------------------------
+
+
+def test_an_overflowing_queue_closes_the_stream_and_counts_the_drop(app, client, auth):
+    with sse.Subscription(max_backlog=10) as subscription:
+        subscription.put(list(range(6)))
+        subscription.put(list(range(6)))  # 6 waiting: still under the bound
+        assert not subscription.overflowed
+        subscription.put(list(range(6)))  # 12 waiting: the reader is too far behind
+        assert subscription.overflowed and subscription.closed
+        assert subscription.get(0.1) == list(range(6))
+        assert subscription.get(0.1) == list(range(6))
+        with pytest.raises(StopIteration):
+            subscription.get(0.1)
+        subscription.put([1])  # the tailer may still deliver: ignored
+    status = client.get("/api/v1/status", headers=auth("read")).json
+    assert status["streams"] == {"open": 0, "dropped_slow": 1}
+
+
+def test_a_reader_keeping_up_is_never_dropped(app):
+    with sse.Subscription(max_backlog=10) as subscription:
+        for _ in range(100):
+            subscription.put(list(range(500)))  # a batch bigger than the bound is fine when nothing waits
+            assert subscription.get(0.1) == list(range(500))
+        assert not subscription.overflowed
+    with connection():
+        assert streams.counts()["dropped_slow"] == 0
+
+
+def test_status_counts_open_streams(capped):
+    client = capped.test_client()
+    with connection():
+        token = create_token("reader", ["read"])[1]
+    headers = {"Authorization": f"Bearer {token}"}
+    opened = [_open_log_stream(client, token) for _ in range(2)]
+    try:
+        assert client.get("/api/v1/status", headers=headers).json["streams"] == {"open": 2, "dropped_slow": 0}
+    finally:
+        _close_all(opened)
+    assert client.get("/api/v1/status", headers=headers).json["streams"]["open"] == 0
+
+
+# ---- the service's work at info ----------------------------------------------------
+
+
+def _records(caplog, name):
+    return [r.getMessage() for r in caplog.records if r.name == name and r.levelno == logging.INFO]
+
+
+def test_the_service_logs_its_work_at_info(app_factory, caplog):
+    app = app_factory({"hooks": {"allow_private_targets": True}})
+    client = app.test_client()
+    caplog.set_level(logging.INFO)
+    with connection():
+        row, token = create_token("dashboard", ["admin"])
+    headers = {"Authorization": f"Bearer {token}"}
+    session = client.post("/api/v1/sessions", json={"channel": "api"}, headers=headers).json
+    assert client.delete(f"/api/v1/sessions/{session['id']}", headers=headers).status_code == 204
+    hook = client.post("/api/v1/hooks", json={"url": "http://127.0.0.1:9/hook", "events": ["session.created"]},
+                       headers=headers).json
+    assert client.patch("/api/v1/config", json={"memory.top_k": 4}, headers=headers).status_code == 200
+    with connection():
+        revoke(row.id)
+
+    assert _records(caplog, "session") == [f"session {session['id']} created on channel api",
+                                           f"session {session['id']} terminated (deleted)"]
+    assert f"hook {hook['id']} registered for http://127.0.0.1:9/hook" in _records(caplog, "hooks::delivery")
+    assert _records(caplog, "config") == ["configuration updated: memory.top_k"]
+    created, revoked = _records(caplog, "auth")
+    assert created == f"token {row.id} created (dashboard; scopes: admin; expires: never)"
+    assert revoked == f"token {row.id} revoked"
+    # Successful requests stay at debug.
+    assert not [r for r in caplog.records if r.name == "http" and r.levelno >= logging.INFO]
+
+
+def test_sessions_swept_idle_or_timed_out_are_logged(app, client, auth, caplog):
+    from app.sessions import service
+
+    caplog.set_level(logging.INFO)
+    idle = client.post("/api/v1/sessions", json={"channel": "api"}, headers=auth("write")).json
+    with connection():
+        assert service.idle_inactive(utcnow() + timedelta(seconds=1)) == 1
+        assert service.terminate_inactive(utcnow() + timedelta(seconds=1)) == 1
+    assert _records(caplog, "session")[-2:] == [f"session {idle['id']} became idle (no activity)",
+                                                f"session {idle['id']} terminated (timeout)"]
+
+
+def test_provider_failures_are_logged_under_agent_provider(caplog):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from app.agent.providers.base import ProviderError, ProviderSettings
+    from app.agent.providers.http import HttpClient
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(int(self.path.strip("/")))
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": {"message": "nope"}}')
+
+        def log_message(self, *args):
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{upstream.server_address[1]}"
+    client = HttpClient("openai", ProviderSettings(max_retries=1, retry_backoff=0.0, timeout=5))
+    caplog.set_level(logging.INFO)
+    try:
+        for status in (503, 401):
+            with pytest.raises(ProviderError):
+                client.post_json(f"{base}/{status}", {}, {})
+    finally:
+        upstream.shutdown()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "agent::provider"]
+    assert [level for level, _ in lines] == ["INFO", "WARNING", "WARNING"]
+    assert "HTTP 503" in lines[0][1] and "retrying (attempt 1 of 2)" in lines[0][1]
+    assert "HTTP 503" in lines[1][1] and "gave up after 2 attempts" in lines[1][1]
+    assert "HTTP 401" in lines[2][1]
