@@ -95,13 +95,15 @@ def _register_areas(app: Flask, api: Api) -> None:
 
 
 def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
+    env_tokens = tuple(token for area in areas() for token in area.env_tokens)
+
     @app.before_request
     def begin_request():
         g.started = time.perf_counter()
         supplied = request.headers.get("X-Request-ID", "")
         g.request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
         state.refresh_settings()
-        principal = authenticate(request.headers.get("Authorization"))
+        principal = authenticate(request.headers.get("Authorization"), env_tokens=env_tokens)
         g.principal = principal
         _apply_rate_limit(state, principal)
         _authorise(app, principal)
@@ -157,8 +159,9 @@ def _authorise(app: Flask, principal: Principal | None) -> None:
         return
     if principal is None:
         raise unauthorized(request.headers.get("Authorization"))
-    if not principal.allows(scope):
-        raise Forbidden(f"This endpoint needs the '{scope}' scope", details={"required_scope": scope})
+    refusal = principal.refusal(scope, request.blueprint)
+    if refusal is not None:
+        raise Forbidden(refusal, details={"required_scope": scope})
 
 
 def start_background(app: Flask) -> None:
@@ -167,11 +170,12 @@ def start_background(app: Flask) -> None:
     if state.background_started:
         return
     state.background_started = True
+    from app.core import jobs, supervisor
     from app.core import logging as core_logging
-    from app.core import supervisor
 
     core_logging.install(state.settings.get("logs.level"))
     state.settings_listeners.append(lambda s: core_logging.set_level(s.get("logs.level")))
+    jobs.start(state, [kind for area in areas() for kind in area.jobs])
     for area in areas():
         for start in area.background:
             start(state)

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_hooks.py [--events 1000] [--backend sqlite|postgresql]
 
 Events are published on the bus from this process, as another area of the
-service would (each one commits its outbox row); the server's workers claim
+service would (each one commits its delivery job); the server's workers claim
 and deliver them to a local receiver. Printed: deliveries per second and the
 delay from each event's commit to its arrival at the receiver (p50, p99).
 

@@ -6,6 +6,9 @@ the turn goes: ``TextDelta`` pieces (when streaming), ``ToolCallStarted`` and
 ``ToolCallFinished`` for every call, and a ``TurnResult`` last. A provider
 failure surfaces as ``ProviderError`` from the iteration; a tool failure
 never does: its error text becomes the tool's result for the model to read.
+A run given a ``deadline`` (a ``time.monotonic()`` value) stops with
+``DeadlineExceeded`` at the first step boundary past it: before asking the
+model, once its answer arrives, and before each tool call.
 
 At most ``max_tool_calls`` tools run per turn. Once they are used up the model
 is asked for its answer; calls it makes past the limit are not run but still
@@ -16,6 +19,7 @@ before the providers accept the next request.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -95,6 +99,15 @@ class TurnResult:
 TurnEvent = TextDelta | ToolCallStarted | ToolCallFinished | TurnResult
 
 
+class DeadlineExceeded(Exception):
+    """The run reached its deadline before it finished."""
+
+
+def check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded("the run reached its deadline")
+
+
 def replay(content: str, steps: list[Step]) -> list[Message]:
     """An earlier assistant reply as the provider saw it: tool rounds, then the answer."""
     messages = [message for step in steps for message in step.messages()]
@@ -108,6 +121,7 @@ def run_turn(
     context: ToolContext,
     max_tool_calls: int,
     stream: bool = False,
+    deadline: float | None = None,
 ) -> Iterator[TurnEvent]:
     offered = {tool.name: tool for tool in tools} if max_tool_calls > 0 else {}
     specs = [tool.spec() for tool in offered.values()]
@@ -120,12 +134,15 @@ def run_turn(
         request = conversation
         if limit_reached and calls_made:
             request = [*conversation, Message("system", LIMIT_NOTE.format(n=max_tool_calls))]
+        check_deadline(deadline)
         completion = yield from _ask(provider, request, specs, stream)
+        check_deadline(deadline)
         usage = Usage(input=usage.input + completion.usage.input, output=usage.output + completion.usage.output)
         if not completion.tool_calls or limit_reached:
             yield _finish(completion, steps, usage, limit_reached, max_tool_calls)
             return
-        step = yield from _run_tools(completion, offered, context, max_tool_calls - calls_made, max_tool_calls)
+        step = yield from _run_tools(completion, offered, context, max_tool_calls - calls_made, max_tool_calls,
+                                     deadline)
         calls_made += min(len(completion.tool_calls), max_tool_calls - calls_made)
         steps.append(step)
         conversation.extend(step.messages())
@@ -146,9 +163,11 @@ def _ask(provider: Provider, messages: list[Message], specs, stream: bool):
     return completion
 
 
-def _run_tools(completion: Completion, offered: dict, context: ToolContext, allowed: int, limit: int):
+def _run_tools(completion: Completion, offered: dict, context: ToolContext, allowed: int, limit: int,
+               deadline: float | None = None):
     records = []
     for index, call in enumerate(completion.tool_calls):
+        check_deadline(deadline)
         yield ToolCallStarted(call)
         if index < allowed:
             result = execute(offered.get(call.name), call, context)

@@ -20,11 +20,14 @@ A run is described by
   them.
 
 The provider is built from ``[provider]`` for every run, so a configuration
-change applies to the next run.
+change applies to the next run. A ``deadline`` bounds the run: each request
+to the model waits at most until it, and the loop stops at the first step
+past it (``DeadlineExceeded``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -100,8 +103,19 @@ def prompt(conversation: Conversation, contributions: Sequence[Contribution] = (
     return [*head, *conversation.history, Message("user", conversation.user_message)]
 
 
-def provider_for(settings) -> Provider:
-    return create_provider(ProviderSettings.from_mapping(settings["provider"]))
+MIN_REQUEST_SECS = 0.05
+
+
+def provider_for(settings, deadline: float | None = None, **overrides) -> Provider:
+    """The ``[provider]`` of the settings, with ``overrides`` (an agent's own model, say) on top.
+
+    With a ``deadline``, one request waits no longer than the time left.
+    """
+    values = {**settings["provider"], **overrides}
+    if deadline is not None:
+        left = max(MIN_REQUEST_SECS, deadline - time.monotonic())
+        values["timeout"] = min(float(values.get("timeout") or left), left)
+    return create_provider(ProviderSettings.from_mapping(values))
 
 
 def run(
@@ -114,18 +128,20 @@ def run(
     stream: bool = False,
     registry: ToolRegistry | None = None,
     provider: Provider | None = None,
+    deadline: float | None = None,
 ) -> Iterator[TurnEvent]:
     """The turn as it happens: ``TextDelta`` pieces when ``stream``, tool calls
     started and finished, then the ``TurnResult``.
 
     ``registry`` defaults to the process-wide one; ``provider`` to the one
     ``[provider]`` names, built when the iteration starts. A provider failure
-    raises ``ProviderError`` from the iteration.
+    raises ``ProviderError`` from the iteration, a run past its ``deadline``
+    (a ``time.monotonic()`` value) ``DeadlineExceeded``.
     """
-    model = provider or provider_for(settings)
+    model = provider or provider_for(settings, deadline)
     tools = (registry or default_registry()).offered(settings, policy)
     yield from run_turn(model, prompt(conversation, contributions), tools, identity.tool_context(settings),
-                        settings.get("agent.max_tool_calls_per_turn"), stream=stream)
+                        settings.get("agent.max_tool_calls_per_turn"), stream=stream, deadline=deadline)
 
 
 def answer(settings, conversation: Conversation, identity: Identity, **options) -> TurnResult:

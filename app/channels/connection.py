@@ -62,6 +62,11 @@ def declare(state, name: str) -> None:
                        singleton=True, ttl=UNIT_TTL)
 
 
+def declare_missing(state, name: str) -> None:
+    if service.unit_name(name) not in supervisor.supervisor.units:
+        declare(state, name)
+
+
 class Connection:
     """One run of a channel's unit; what its connector reports to."""
 
@@ -111,7 +116,8 @@ class Connection:
                 failures = 0
             failures += 1
             self._back_off(Backoff.from_settings(self.state.settings), error, failures, was_connected)
-        service.record_status(self.name, self.owner, DISCONNECTED, "stopped")
+        # Stopped for a restart, a configuration change or this worker's shutdown: a next run follows here or elsewhere.
+        service.record_status(self.name, self.owner, RECONNECTING, None)
 
     def _hold(self, status: str, error: str | None) -> None:
         """A channel that cannot connect as configured: say so and wait for a change of configuration."""
@@ -125,7 +131,7 @@ class Connection:
         delay = backoff.delay(failures, error.retry_after)
         words = error.reason
         if backoff.circuit_open(failures):
-            words += f" (circuit open after {failures} failed attempts; next attempt in {delay:.0f}s)"
+            words += f" (circuit open after {failures} failed attempts; next attempt in {delay:.1f}s)"
         status = DISCONNECTED if error.permanent or backoff.circuit_open(failures) else RECONNECTING
         service.record_failure(self.ctx, self.name, status, words, failures, was_connected)
         log_for(self.config).warning("channel %s: %s; reconnecting in %.1fs", self.name, words, delay)

@@ -5,9 +5,10 @@ transaction that moves the channel's cursor past them, so a message is taken
 in exactly once and answered at least once, whichever worker runs the job.
 Jobs are partitioned by chat, one in flight per chat, and the job that runs
 answers every waiting message of its chat oldest first under the chat's
-lease: one chat's messages are answered in order. A reply is stored before it
-is sent, so a retry after a failed send sends it again instead of asking the
-model twice.
+lease: one chat's messages are answered in order (a chat whose job has not
+started yet gets no second one: that job answers the new message too). A reply that could not be
+sent is stored with its message, so the retry sends it again instead of asking
+the model twice.
 
 Each (channel, chat, user) talks to one session (``channel_conversation``),
 created on the first message with the channel's name and the platform's user
@@ -16,7 +17,6 @@ id, and replaced once it has ended or is full; ``/new`` starts a fresh one.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,10 +24,11 @@ import time
 from app.channels import config as channel_config
 from app.channels.connectors import ChannelError, Inbound, connector_for
 from app.channels.models import ANSWERED, FAILED, PENDING, SENT, ChannelConversation, ChannelMessage, ChannelState
-from app.core import events, jobs
-from app.core.db import connection, release_connection, transaction, utcnow
+from app.core import events, jobs, jsonbody
+from app.core.db import connection, is_postgres, iso, release_connection, transaction, utcnow
 from app.core.errors import ApiError, Conflict
 from app.core.leases import HeldLease
+from app.core.models import Job
 from app.hooks import signing, targets
 from app.sessions import service as sessions
 from app.sessions import turns
@@ -69,8 +70,10 @@ def accept(config: channel_config.ChannelConfig, messages: list[Inbound], cursor
             user_id=message.user_id, thread=message.thread, content=message.content, reply_url=reply_url,
             state=PENDING, received_at=now))
     if enqueue and rows:
-        jobs.enqueue_batch(KIND_NAME, [(partition(config.name, row.chat_id),
-                                        {"channel": config.name, "chat": row.chat_id}) for row in rows])
+        chats = [chat for chat in dict.fromkeys(row.chat_id for row in rows)
+                 if not _job_waiting(partition(config.name, chat))]
+        jobs.enqueue_batch(KIND_NAME, [(partition(config.name, chat), {"channel": config.name, "chat": chat})
+                                       for chat in chats])
     changes = {}
     if cursor is not None:
         changes[ChannelState.cursor] = cursor
@@ -84,9 +87,26 @@ def accept(config: channel_config.ChannelConfig, messages: list[Inbound], cursor
     return rows
 
 
+def _job_waiting(key: str) -> bool:
+    """Whether a job of this chat is due and not started: it will answer this message too.
+
+    On PostgreSQL the job's row stays locked until the caller commits, so no worker can start it
+    (and find nothing to answer) before this message is there; on SQLite the caller's write
+    transaction keeps every claim waiting anyway. A job running or waiting to retry does not count.
+    """
+    now = utcnow()
+    query = (Job.select(Job.id)
+             .where((Job.kind == KIND_NAME) & (Job.partition_key == key) & (Job.state == jobs.PENDING)
+                    & (Job.next_run_at <= now) & (Job.claimed_until.is_null() | (Job.claimed_until < now)))
+             .limit(1))
+    if is_postgres():
+        query = query.for_update(skip_locked=True)
+    return query.first() is not None
+
+
 def message_event(row: ChannelMessage) -> dict:
     return {"channel": row.channel, "message_id": row.external_id, "chat_id": row.chat_id, "user_id": row.user_id,
-            "content": row.content, "received_at": row.received_at}
+            "content": row.content, "received_at": iso(row.received_at)}
 
 
 # ---- answering (the job) ---------------------------------------------------------
@@ -101,9 +121,12 @@ def limits(state) -> jobs.Limits:
 def handle(claim: jobs.Claim, state) -> jobs.Outcome | None:
     """Answer every waiting message of the claim's chat, oldest first."""
     channel, chat = claim.payload["channel"], claim.payload["chat"]
-    lease = HeldLease(f"channel-chat:{partition(channel, chat)}", state.settings.get("channels.turn_claim_secs"))
-    if not lease.acquire():
-        return None  # the chat's answers are being sent by another job, which takes this message too
+    claim_secs = state.settings.get("channels.turn_claim_secs")
+    lease = HeldLease(f"channel-chat:{partition(channel, chat)}", claim_secs)
+    # Another job, or a webhook sender waiting for its answer, is answering this chat: it may take this
+    # message too; if it is still busy after a while, the claim goes back and the job is taken again later.
+    if not lease.acquire(wait=claim_secs / 3):
+        return None
     try:
         while True:
             claim.check()
@@ -131,19 +154,19 @@ def answer(state, row: ChannelMessage) -> str:
     settings = state.settings
     config = _config(settings, row.channel)
     if config is None:
-        _finish(row, FAILED, error="the channel is no longer configured")
+        row.error = "the channel is no longer configured"
+        _save(row, FAILED)
         return ""
     connector = connector_for(config)
     if row.state == PENDING:
-        reply, session_id, failed = _turn(settings, config, connector, row)
-        with connection():
-            (ChannelMessage.update(state=FAILED if failed else ANSWERED, reply=reply, session_id=session_id,
-                                   replied_at=utcnow(), error=failed)
-             .where(ChannelMessage.id == row.id).execute())
-        row.reply, row.state = reply, ANSWERED
-    if row.state == ANSWERED or row.reply:
+        row.reply, row.session_id, row.error = _turn(settings, config, connector, row)
+        row.replied_at = utcnow()
+    try:
         deliver(settings, config, connector, row)
-        _finish(row, SENT)
+    except ChannelError:
+        _save(row, ANSWERED)  # kept: the retry sends this reply instead of asking the model again
+        raise
+    _save(row, SENT)
     return row.reply or ""
 
 
@@ -155,12 +178,12 @@ def _config(settings, name: str) -> channel_config.ChannelConfig | None:
         return None
 
 
-def _finish(row: ChannelMessage, state: str, error: str | None = None) -> None:
-    changes = {ChannelMessage.state: state}
-    if error is not None:
-        changes[ChannelMessage.error] = error
+def _save(row: ChannelMessage, state: str) -> None:
+    row.state = state
     with connection():
-        ChannelMessage.update(changes).where(ChannelMessage.id == row.id).execute()
+        (ChannelMessage.update(state=state, reply=row.reply, session_id=row.session_id, error=row.error,
+                               replied_at=row.replied_at)
+         .where(ChannelMessage.id == row.id).execute())
 
 
 def _turn(settings, config, connector, row: ChannelMessage) -> tuple[str, str | None, str | None]:
@@ -174,7 +197,7 @@ def _turn(settings, config, connector, row: ChannelMessage) -> tuple[str, str | 
         try:
             turn = turns.begin_turn(settings, session_id, row.content)
         except SessionBusy:
-            raise
+            raise  # an API client is in the middle of a turn of this session: not a reason to leave it
         except Conflict:
             # Ended or full since it was looked up: the conversation goes on in a fresh session.
             session_id = fresh_session(settings, config, row.chat_id, row.user_id)
@@ -252,7 +275,7 @@ def answer_now(state, row: ChannelMessage) -> dict:
 
 def post_reply(settings, config, row: ChannelMessage) -> None:
     """POST the reply to the sender's ``reply_url``, signed like the message was, through the SSRF guard."""
-    body = json.dumps({"channel": row.channel, "in_reply_to": row.external_id, "chat_id": row.chat_id,
+    body = jsonbody.dumps({"channel": row.channel, "in_reply_to": row.external_id, "chat_id": row.chat_id,
                        "user_id": row.user_id, "session_id": row.session_id, "content": row.reply})
     try:
         target = targets.parse(row.reply_url)
@@ -295,4 +318,13 @@ class _Typing:
                 return
 
 
-KIND = jobs.Kind(name=KIND_NAME, handler=handle, limits=limits)
+def gave_up(claim: jobs.Claim, outcome: jobs.Outcome, state) -> None:
+    """Every retry failed: the chat's unsent replies are given up, so its next messages are answered."""
+    (ChannelMessage.update(state=FAILED, error=(outcome.error or "could not be sent")[:2000])
+     .where((ChannelMessage.channel == claim.payload["channel"]) & (ChannelMessage.chat_id == claim.payload["chat"])
+            & (ChannelMessage.state == ANSWERED)).execute())
+    log.warning("channel %s: replies in chat %s given up: %s", claim.payload["channel"], claim.payload["chat"],
+                outcome.error)
+
+
+KIND = jobs.Kind(name=KIND_NAME, handler=handle, limits=limits, on_gave_up=gave_up)

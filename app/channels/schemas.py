@@ -19,12 +19,12 @@ class ChannelsSchema(ma.Schema):
     channels = ma.fields.List(ma.fields.Nested(ChannelSchema))
 
 
-class RestartSchema(ma.Schema):
+class ChannelRestartSchema(ma.Schema):
     name = ma.fields.String()
     status = ma.fields.String()
 
 
-class HealthSchema(ma.Schema):
+class ChannelHealthSchema(ma.Schema):
     name = ma.fields.String()
     healthy = ma.fields.Boolean()
     latency_ms = ma.fields.Integer(allow_none=True, metadata={"description": "A measured round trip to the platform"})

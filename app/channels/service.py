@@ -10,23 +10,31 @@ platform showed a sign of life within three times its usual cadence.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
 
 from marshmallow import ValidationError
-from peewee import fn
+from peewee import IntegrityError
 
 from app.channels import config as channel_config
 from app.channels.connectors import ChannelError, Inbound, connector_for
-from app.channels.models import CONNECTED, DISABLED, DISCONNECTED, RECONNECTING, ChannelMessage, ChannelState
-from app.core import events, supervisor
-from app.core.db import connection, transaction, utcnow
+from app.channels.models import (
+    CONNECTED,
+    CONNECTING,
+    DISABLED,
+    DISCONNECTED,
+    RECONNECTING,
+    ChannelMessage,
+    ChannelState,
+)
+from app.core import events, jsonbody, supervisor
+from app.core.db import connection, iso, transaction, utcnow
 from app.core.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from app.core.models import Lease, UnitState
 from app.hooks import signing, targets
 from app.sessions.models import ACTIVE, AgentSession
+from app.sessions.service import count_sessions
 
 log = logging.getLogger("channel")
 
@@ -52,7 +60,7 @@ def list_channels(state) -> list[dict]:
     rows = {row.name: row for row in ChannelState.select().where(ChannelState.name.in_(list(tables) or [""]))}
     leases = _live_owners([unit_name(name) for name in tables])
     restarts = _restarts([unit_name(name) for name in tables])
-    sessions = _active_sessions()
+    sessions = _active_sessions([channel_config.BUILTIN, *tables])
     channels = [{"name": channel_config.BUILTIN, "type": "api", "status": CONNECTED,
                  "connected_at": datetime.fromtimestamp(state.started_at, UTC).replace(tzinfo=None),
                  "active_sessions": sessions.get(channel_config.BUILTIN, 0), "error": None, "restarts": 0}]
@@ -72,7 +80,7 @@ def _view(name: str, table, row: ChannelState | None, lease_owner: str | None) -
     if not parsed.enabled:
         return {**view, "status": DISABLED}
     if row is None:
-        return {**view, "status": "connecting"}
+        return {**view, "status": CONNECTING}
     if row.owner and lease_owner != row.owner and row.status != DISABLED:
         # The worker that held the connection is gone; another takes it over within the lease's expiry.
         return {**view, "status": RECONNECTING,
@@ -100,10 +108,9 @@ def _restarts(units: list[str]) -> dict[str, int]:
     return dict(UnitState.select(UnitState.name, UnitState.restarts).where(UnitState.id.in_(units)).tuples())
 
 
-def _active_sessions() -> dict[str, int]:
-    query = (AgentSession.select(AgentSession.channel, fn.COUNT(AgentSession.id))
-             .where(AgentSession.status == ACTIVE).group_by(AgentSession.channel).tuples())
-    return dict(query)
+def _active_sessions(names: list[str]) -> dict[str, int]:
+    """Active sessions per channel, from the sessions' tallies (no scan of the sessions)."""
+    return {name: count_sessions(ACTIVE, name) for name in names}
 
 
 def channel_table(settings, name: str):
@@ -119,9 +126,10 @@ def health(state, name: str) -> dict:
     if name == channel_config.BUILTIN:
         return {"name": name, "healthy": True, "latency_ms": 0, "last_message_at": _last_api_message()}
     table = channel_table(settings, name)
-    _measure_now(name, table)
     row = ChannelState.get_or_none(ChannelState.name == name)
     view = _view(name, table, row, _live_owners([unit_name(name)]).get(unit_name(name)))
+    if view["status"] == CONNECTED and _measure_now(name, table):
+        row = ChannelState.get_or_none(ChannelState.name == name)
     latency = None if row is None or row.latency_ms is None else round(row.latency_ms)
     body = {"name": name, "healthy": view["status"] == CONNECTED and not stalled(row),
             "latency_ms": latency, "last_message_at": row.last_message_at if row else None}
@@ -140,29 +148,29 @@ def stalled(row: ChannelState | None, now: datetime | None = None) -> bool:
     return (now or utcnow()) - last > timedelta(seconds=STALL_FACTOR * row.cadence_secs)
 
 
-def _measure_now(name: str, table) -> None:
-    """A round trip from this worker when the platform has one to offer (Discord's is the heartbeat's)."""
+def _measure_now(name: str, table) -> bool:
+    """A round trip from this worker, when the platform has one to offer (Discord's is the heartbeat's)."""
     try:
-        parsed = channel_config.parse(name, table)
-        connector = connector_for(parsed)
+        connector = connector_for(channel_config.parse(name, table))
     except (channel_config.InvalidChannelConfig, ChannelError):
-        return
+        return False
     probe = getattr(connector, "probe", None)
-    if probe is None or not parsed.enabled:
-        return
+    if probe is None:
+        return False
     try:
-        latency = probe()
+        latency = probe(timeout=PROBE_TIMEOUT_SECS)
     except ChannelError as exc:
-        log.debug("channel %s: health probe failed: %s", name, exc.reason)
-        return
+        log.info("channel %s: health probe failed: %s", name, exc.reason)
+        return False
     record_latency(name, latency, owner=None)
+    return True
 
 
 def _last_api_message():
-    from app.sessions.models import SessionMessage
-
-    return (SessionMessage.select(fn.MAX(SessionMessage.created_at)).join(AgentSession)
-            .where((AgentSession.channel == channel_config.BUILTIN) & (SessionMessage.role == "user")).scalar())
+    """When an open API session last saw activity (newest first off the (status, last_activity) index)."""
+    return (AgentSession.select(AgentSession.last_activity)
+            .where((AgentSession.status == ACTIVE) & (AgentSession.channel == channel_config.BUILTIN))
+            .order_by(AgentSession.last_activity.desc()).limit(1).scalar())
 
 
 def status_counts(settings) -> dict:
@@ -178,11 +186,14 @@ def status_counts(settings) -> dict:
 # ---- commands --------------------------------------------------------------------
 
 
-def restart(settings, name: str) -> dict:
+def restart(state, name: str) -> dict:
     """The owning worker drops and re-opens the connection; every worker answers ``reconnecting`` at once."""
+    from app.channels.connection import declare_missing
+
     if name == channel_config.BUILTIN:
-        raise BadRequest("The api channel is the HTTP API itself and cannot be restarted")
-    channel_table(settings, name)
+        raise Conflict("The api channel is the HTTP API itself: it has no connection to restart")
+    channel_table(state.settings, name)
+    declare_missing(state, name)  # a table added a moment ago may not have reached this worker's units yet
     with transaction():
         ChannelState.update(status=RECONNECTING, since=utcnow()).where(ChannelState.name == name).execute()
         supervisor.request("restart", unit_name(name))
@@ -204,7 +215,7 @@ def record_attempt(name: str, owner: str, first: bool) -> str:
     now = utcnow()
     with connection(), transaction():
         row = ChannelState.get_or_none(ChannelState.name == name)
-        status = "connecting" if first and (row is None or row.status != RECONNECTING) else RECONNECTING
+        status = CONNECTING if first and (row is None or row.status != RECONNECTING) else RECONNECTING
         if row is None:
             ChannelState.insert(name=name, status=status, owner=owner, since=now).on_conflict_ignore().execute()
         else:
@@ -220,7 +231,7 @@ def record_connected(ctx, name: str, cadence_secs: float | None) -> None:
         ChannelState.update(status=CONNECTED, owner=ctx.lease.owner, since=now, connected_at=now, error=None,
                             failures=0, last_activity_at=now, cadence_secs=cadence_secs).where(
             ChannelState.name == name).execute()
-        events.publish("channel.connected", {"name": name, "connected_at": now})
+        events.publish("channel.connected", {"name": name, "connected_at": iso(now)})
 
 
 def record_failure(ctx, name: str, status: str, error: str, failures: int, was_connected: bool) -> None:
@@ -234,7 +245,7 @@ def record_failure(ctx, name: str, status: str, error: str, failures: int, was_c
             changes[ChannelState.reconnects] = ChannelState.reconnects + 1
         ChannelState.update(changes).where(ChannelState.name == name).execute()
         if was_connected:
-            events.publish("channel.disconnected", {"name": name, "error": error, "at": now})
+            events.publish("channel.disconnected", {"name": name, "status": status, "error": error, "at": iso(now)})
 
 
 def record_status(name: str, owner: str, status: str, error: str | None = None) -> None:
@@ -250,15 +261,12 @@ def record_activity(name: str, owner: str) -> None:
 
 
 def record_latency(name: str, latency_ms: float, owner: str | None) -> None:
-    """A measured round trip; also a sign of life from the platform."""
-    now = utcnow()
-    changes = {ChannelState.latency_ms: latency_ms, ChannelState.latency_at: now}
+    """A measured round trip. Not a sign of life of the connection itself: a probe may be its own request."""
     where = ChannelState.name == name
-    if owner is not None:  # only the connection's own round trips vouch for the connection
-        changes[ChannelState.last_activity_at] = now
+    if owner is not None:
         where &= ChannelState.owner == owner
     with connection():
-        ChannelState.update(changes).where(where).execute()
+        ChannelState.update(latency_ms=latency_ms, latency_at=utcnow()).where(where).execute()
 
 
 def raise_for_config(name: str, table) -> channel_config.ChannelConfig:
@@ -291,12 +299,13 @@ def receive_webhook(state, name: str, headers, raw: bytes) -> tuple[dict, int]:
         raise Forbidden(f"User {data['user_id'][:64]} may not talk on channel {name}")
     inbound = Inbound(external_id=message_id, chat_id=data.get("chat_id") or data["user_id"],
                       user_id=data["user_id"], content=data["content"])
-    with transaction():
-        existing = ChannelMessage.get_or_none((ChannelMessage.channel == name)
-                                              & (ChannelMessage.external_id == message_id))
-        rows = [] if existing else dispatch.accept(config, [inbound], None, data.get("reply_url"),
-                                                   enqueue=bool(data.get("reply_url")))
-    if existing is not None:
+    try:
+        with transaction():
+            rows = dispatch.accept(config, [inbound], None, data.get("reply_url"), enqueue=bool(data.get("reply_url")))
+    except IntegrityError:
+        rows = []  # the same message posted twice at once: the other request stored it
+    if not rows:
+        existing = ChannelMessage.get((ChannelMessage.channel == name) & (ChannelMessage.external_id == message_id))
         return _replayed(existing), 200
     row = rows[0]
     if row.reply_url:
@@ -316,6 +325,10 @@ def _webhook_config(settings, name: str):
         raise NotFound(f"Channel {name} is a {config.type} channel: it does not take posted messages")
     if not config.enabled:
         raise Conflict(f"Channel {name} is disabled")
+    try:
+        signing.decode_secret(config.get("secret"))
+    except ValueError as exc:
+        raise ServiceUnavailable(f"Channel {name} is misconfigured: its secret {exc}") from None
     return config
 
 
@@ -343,9 +356,9 @@ def verify_signature(secret: str, headers, raw: bytes) -> str:
 
 def _load(schema, raw: bytes) -> dict:
     try:
-        document = json.loads(raw)
-    except ValueError:
-        raise BadRequest("The body must be a JSON object") from None
+        document = jsonbody.loads(raw)
+    except jsonbody.InvalidJson as exc:
+        raise BadRequest("The body must be a JSON object", details={"body": [str(exc)]}) from None
     if not isinstance(document, dict):
         raise BadRequest("The body must be a JSON object")
     try:

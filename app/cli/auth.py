@@ -27,7 +27,7 @@ def _recorded():
 @group.command("token")
 @click.option("--name", required=True, help="What the token is for.")
 @click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(auth.SCOPES),
-              help="read, write or admin; repeat for several.")
+              help="read, write, review (tool review decisions) or admin; repeat for several.")
 @click.option("--expires", default=None,
               help="Lifetime such as 30d, 12h; default [auth] default_token_expiry_days, 0 meaning never.")
 def create_token(name, scopes, expires):

@@ -8,10 +8,12 @@ group = click.Group("db", help="Database schema migrations.")
 
 
 @group.command("upgrade")
-def upgrade():
-    """Apply pending migrations; create the SQLite database if it is missing, or accept it if it was replaced."""
+@click.option("--create-empty", is_flag=True,
+              help="Start an empty database in place of a lost SQLite file (otherwise refused).")
+def upgrade(create_empty):
+    """Apply pending migrations; take a restored SQLite file as the database; create it on a first install."""
     state = current_app.extensions["lockgate"]
-    migrate.accept_current_file(state.settings)
+    migrate.accept_current_file(state.settings, create_empty)
     with connection():
         ran = migrate.upgrade()
     # Loading the application already applied what was pending: those count too.

@@ -11,15 +11,21 @@ LIMIT_PATTERN = f"^[1-9][0-9]{{0,11}}/{_LIMIT_PERIOD}$"
 DURATION_PATTERN = f"^{duration_pattern(positive=True)}$"
 
 
+KINDS = {
+    "str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
+    "bool": {"type": "boolean"}, "list": {"type": "array", "items": {"type": "string"}},
+    "limit": {"type": "string", "pattern": LIMIT_PATTERN},
+    "durations": {"type": "array", "items": {"type": "string", "pattern": DURATION_PATTERN}},
+    "tables": {"type": "object", "additionalProperties": {"type": "object"}},
+}
+# Set in a PATCH by their own dotted keys (``mcp.servers.<name>.<key>``), each checked by its area, like
+# the keys of free-form sections (``channels_config.<name>.<key>``).
+BY_INNER_KEYS = ("tables",)
+
+
 def _value_schema(field) -> dict:
     """The JSON schema of one key's value, from its declaration in the settings schema."""
-    kinds = {
-        "str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
-        "bool": {"type": "boolean"}, "list": {"type": "array", "items": {"type": "string"}},
-        "limit": {"type": "string", "pattern": LIMIT_PATTERN},
-        "durations": {"type": "array", "items": {"type": "string", "pattern": DURATION_PATTERN}},
-    }
-    schema = dict(kinds[field.kind])
+    schema = dict(KINDS.get(field.kind, {}))
     if field.choices:
         schema["enum"] = list(field.choices)
     if field.minimum is not None:
@@ -41,20 +47,20 @@ def _patch_document() -> dict:
     properties = {}
     for section, fields in SCHEMA.items():
         if fields is OPEN:
-            properties[section] = dict(_open_table(f"[{section}.<name>] tables: each key a scalar or a list"),
-                                       minProperties=1)
-            continue
+            continue  # OpenAPI 3.0 cannot constrain their key names: described in words below
         for key, field in fields.items():
-            properties[f"{section}.{key}"] = _value_schema(field)
+            if field.kind not in BY_INNER_KEYS:
+                properties[f"{section}.{key}"] = _value_schema(field)
     return {
         "type": "object",
         "minProperties": 1,
         "additionalProperties": False,
         "properties": properties,
         "description": "Dotted keys to new values (`{\"agent.max_turns\": 100}`), checked per key like the "
-                       "file; a secret sent back as GET showed it is kept. Also accepted: the same keys as nested "
-                       "tables (`{\"agent\": {\"max_turns\": 100}}`) and dotted keys inside free-form tables "
-                       "(`channels_config.<name>.<key>`).",
+                       "file; a secret sent back as GET showed it is kept. Also accepted, beyond what this schema "
+                       "lists: the same keys as nested tables (`{\"agent\": {\"max_turns\": 100}}`), and the keys "
+                       "of free-form tables, `channels_config.<name>.<key>` or `mcp.servers.<name>.<key>` "
+                       "(a non-empty name without dots; a string, number, boolean or a list of those).",
     }
 
 

@@ -30,6 +30,7 @@ from webargs.flaskparser import FlaskParser
 from app.core import jsonbody
 from app.core.auth import SCOPES
 from app.core.errors import BadRequest, error_response, from_http_exception
+from app.core.schema import JSON_VALUE, JSON_VALUE_DOC, JsonValue
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 DEFAULT_RATE_GROUP = "default"
@@ -52,6 +53,9 @@ class Parser(FlaskParser):
     """Request bodies through ``app.core.jsonbody``: its bounds, and 413 for oversized chunked bodies."""
 
     DEFAULT_VALIDATION_STATUS = 400
+    # A query parameter the route does not take is refused like an unknown body field, as the document says.
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+                                   "query": ma.RAISE, "querystring": ma.RAISE}
 
     def _raw_load_json(self, req):
         data = jsonbody.request_body(req)
@@ -63,6 +67,16 @@ class Parser(FlaskParser):
             return jsonbody.loads(data)
         except jsonbody.InvalidJson as exc:
             raise BadRequest("Request body is not valid JSON", details={"body": [str(exc)]}) from None
+
+    def load_querystring(self, req, schema):
+        # The document gives each parameter one value: ?channel=a&channel=b must not quietly mean a.
+        singles = {field.data_key or name for name, field in schema.fields.items()
+                   if not isinstance(field, ma.fields.List)}
+        repeated = sorted(name for name, values in req.args.lists() if name in singles and len(values) > 1)
+        if repeated:
+            raise BadRequest("Query parameter given more than once",
+                             details={name: ["give it once"] for name in repeated})
+        return super().load_querystring(req, schema)
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
         details = error.messages
@@ -77,14 +91,18 @@ class Blueprint(BaseBlueprint):
 
     ``rate_limits`` names the ``[rate_limits]`` keys of the blueprint's reads and
     writes (a route may override with ``@blp.rate_limit``); unknown paths and
-    methods under its prefix count against the same groups.
+    methods under its prefix count against the same groups. ``error_codes``
+    renames the error codes of its answers (``{"not_found": "NOT_FOUND", "*": ...}``).
     """
 
     ARGUMENTS_PARSER = Parser()
 
-    def __init__(self, *args, rate_limits: tuple[str, str] = (DEFAULT_RATE_GROUP, DEFAULT_RATE_GROUP), **kwargs):
+    def __init__(self, *args, rate_limits: tuple[str, str] = (DEFAULT_RATE_GROUP, DEFAULT_RATE_GROUP),
+                 error_codes: dict[str, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.rate_limits = rate_limits
+        # The error codes its answers show, when its API's reference names them otherwise (app.core.errors).
+        self.error_codes = error_codes
         # After flask-smorest's own callbacks: it completes the operation they built.
         self._prepare_doc_cbks.append(self._prepare_operation_doc)
 
@@ -109,9 +127,11 @@ class Blueprint(BaseBlueprint):
             return doc
         doc["operationId"] = info["id"]
         rule = next(app.url_map.iter_rules(f"{self.name}.{info['endpoint']}"))
-        has_body = "requestBody" in doc
-        errors = error_responses(info["scope"], arguments=has_body or bool(doc.get("parameters")),
-                                 body=has_body, path=bool(rule.arguments))
+        manual = doc_info.get("manual_doc", {})  # merged after these callbacks: @blp.doc(requestBody=...)
+        has_body = "requestBody" in doc or "requestBody" in manual
+        has_query = bool(doc.get("parameters") or manual.get("parameters"))
+        errors = error_responses(info["scope"], arguments=has_body or has_query, body=has_body,
+                                 path=bool(rule.arguments))
         responses = doc.setdefault("responses", {})
         for status, response in errors.items():
             # A bare name is flask-smorest's generic response for the status; a route's own wins.
@@ -240,11 +260,11 @@ def rate_group(app, endpoint: str | None, path: str, method: str) -> str:
 
 
 def _blueprint_by_prefix(app, path: str):
-    for blueprint in app.blueprints.values():
-        prefix = getattr(blueprint, "url_prefix", None)
-        if prefix and (path == prefix or path.startswith(prefix + "/")):
-            return blueprint
-    return None
+    """The area blueprint with the longest prefix the path is under (the docs blueprint is not one)."""
+    under = [blueprint for blueprint in app.blueprints.values()
+             if isinstance(blueprint, Blueprint) and blueprint.url_prefix
+             and (path == blueprint.url_prefix or path.startswith(blueprint.url_prefix + "/"))]
+    return max(under, key=lambda blueprint: len(blueprint.url_prefix), default=None)
 
 
 class Converter(OpenAPIConverter):
@@ -258,6 +278,10 @@ class Converter(OpenAPIConverter):
 
 class Plugin(MarshmallowPlugin):
     Converter = Converter
+
+
+def _json_value(converter, field, **kwargs):
+    return {"$ref": JSON_VALUE} if isinstance(field, JsonValue) else {}
 
 
 def _choices_from(app):
@@ -280,7 +304,9 @@ class Api(BaseApi):
     def _init_spec(self, **kwargs):
         kwargs.setdefault("marshmallow_plugin", Plugin())
         super()._init_spec(**kwargs)
+        self.spec.components.schema("JsonValue", JSON_VALUE_DOC)
         self.ma_plugin.converter.add_attribute_function(_choices_from(self._app))
+        self.ma_plugin.converter.add_attribute_function(_json_value)
 
     def _register_swagger_ui_rule(self, blueprint):
         super()._register_swagger_ui_rule(blueprint)
@@ -305,6 +331,7 @@ def api_config(version: str) -> dict:
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": DOCS_PATH,
         "OPENAPI_SWAGGER_UI_URL": SWAGGER_UI_ASSETS,
+        "OPENAPI_SWAGGER_UI_CONFIG": {"displayOperationId": True},
         "API_SPEC_OPTIONS": {
             "components": {
                 "securitySchemes": {
@@ -314,7 +341,8 @@ def api_config(version: str) -> dict:
             "security": [{"bearerAuth": []}],
             "info": {
                 "description": "Control plane for AI agents: gateway, runtime and tool review APIs. "
-                "Scopes: read (GET), write (create/change/delete), admin (everything).",
+                "Scopes: read (GET), write (create/change/delete), review (tool review decisions, and read), "
+                "admin (everything).",
             },
         },
     }

@@ -27,14 +27,27 @@ class Area:
     on_publish: tuple[Callable[[str, dict], None], ...] = ()
     # ``fn(settings) -> dict`` merged into GET /api/v1/status.
     status: Callable[[object], dict] | None = None
-    # ``fn(state)`` started once in every served worker (loops, units, job kinds).
+    # Durable job kinds (``app.core.jobs.Kind``): every served worker's one pool runs them all.
+    jobs: tuple = ()
+    # ``fn(state)`` started once in every served worker (supervised units, periodic sweeps).
     background: tuple[Callable[[object], object], ...] = ()
     cli: tuple = ()  # click groups for ``flask --app wsgi ...``
+    # ``app.core.auth.EnvToken``s: bearer tokens from the environment accepted on the area's blueprints.
+    env_tokens: tuple = ()
+    # ``fn(settings, message) -> [app.agent.runner.Contribution]``: system prompt parts a session turn adds
+    # for its new user message (a skill its triggers activate); every channel's turns go through them.
+    prompt_contributors: tuple[Callable[[object, str], list], ...] = ()
 
 
 @cache
 def areas() -> tuple[Area, ...]:
     return tuple(importlib.import_module(f"app.{name}.area").AREA for name in AREAS)
+
+
+def prompt_contributions(settings, message: str) -> list:
+    """What every area adds to the system prompt of a turn answering ``message``, in the order of the areas."""
+    return [part for area in areas() for contributor in area.prompt_contributors
+            for part in contributor(settings, message)]
 
 
 def event_topics() -> dict[str, str]:

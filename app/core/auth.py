@@ -5,6 +5,11 @@ the whole token is compared in constant time. Tokens carry 256 bits of
 randomness, so a fast hash is enough: there is nothing to brute-force.
 The ``Authorization`` scheme is matched without regard to case (RFC 7235),
 and a refusal says whether a token was sent (RFC 6750's ``invalid_token``).
+
+Some APIs are also reached with a token their deployments set in the
+environment (Symbiont's ``API_AUTH_TOKEN``). An ``EnvToken`` declares such a
+variable, the scope it grants and the blueprints it is valid on; it is
+compared in constant time and grants nothing anywhere else.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,9 +30,15 @@ from app.core.models import ApiToken
 
 log = logging.getLogger("auth")
 
-SCOPES = ("read", "write", "admin")
-# A scope grants itself and every scope below it.
-SCOPE_RANK = {"read": 1, "write": 2, "admin": 3}
+SCOPES = ("read", "write", "review", "admin")
+# What each scope grants: itself and the scopes it implies. ``review`` (deciding on tool reviews) is not part
+# of ``write``: a token that can submit a tool must not be able to approve it.
+SCOPE_GRANTS = {
+    "read": frozenset({"read"}),
+    "write": frozenset({"read", "write"}),
+    "review": frozenset({"read", "review"}),
+    "admin": frozenset(SCOPES),
+}
 TOKEN_PATTERN = re.compile(r"^lgt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
 
@@ -34,10 +47,39 @@ class Principal:
     token_id: str
     name: str
     scopes: tuple[str, ...]
+    blueprints: frozenset[str] | None = None  # None: valid on every route
 
-    def allows(self, scope: str) -> bool:
-        needed = SCOPE_RANK[scope]
-        return any(SCOPE_RANK.get(s, 0) >= needed for s in self.scopes)
+    def allows(self, scope: str, blueprint: str | None = None) -> bool:
+        return self.refusal(scope, blueprint) is None
+
+    def refusal(self, scope: str, blueprint: str | None = None) -> str | None:
+        """Why this principal may not call a route of ``blueprint`` needing ``scope``; None when it may."""
+        if self.blueprints is not None and blueprint not in self.blueprints:
+            return f"This token is not valid here (only on: {', '.join(sorted(self.blueprints))})"
+        if any(scope in SCOPE_GRANTS.get(held, ()) for held in self.scopes):
+            return None
+        return f"This endpoint needs the '{scope}' scope"
+
+
+@dataclass(frozen=True)
+class EnvToken:
+    """A bearer token an operator sets in an environment variable, valid on some blueprints only."""
+
+    variable: str
+    scope: str
+    blueprints: frozenset[str]
+
+    def __post_init__(self):
+        if self.scope not in SCOPES:
+            raise ValueError(self.scope)
+        object.__setattr__(self, "blueprints", frozenset(self.blueprints))
+
+    def principal(self, token: str, environ: Mapping[str, str]) -> Principal | None:
+        expected = environ.get(self.variable, "")
+        # An unset or empty variable accepts nothing.
+        if not expected or not hmac.compare_digest(expected.encode(), token.encode()):
+            return None
+        return Principal(f"env:{self.variable}", self.variable, (self.scope,), self.blueprints)
 
 
 def _hash(token: str) -> str:
@@ -79,11 +121,24 @@ def unauthorized(header: str | None) -> Unauthorized:
     return Unauthorized("The bearer token is not valid: unknown, expired or revoked", token_sent=True)
 
 
-def authenticate(header: str | None, now: datetime | None = None) -> Principal | None:
-    """The principal of an ``Authorization: Bearer`` header, or None if it is not valid."""
+def authenticate(header: str | None, now: datetime | None = None, env_tokens: Sequence[EnvToken] = (),
+                 environ: Mapping[str, str] | None = None) -> Principal | None:
+    """The principal of an ``Authorization: Bearer`` header, or None if it is not valid.
+
+    A stored token is looked for first, then each of ``env_tokens`` (their
+    variables read from ``environ``, by default the process environment).
+    """
     token = bearer_token(header)
     if token is None:
         return None
+    principal = _stored_principal(token, now)
+    if principal is None:
+        environ = os.environ if environ is None else environ
+        principal = next((found for found in (each.principal(token, environ) for each in env_tokens) if found), None)
+    return principal
+
+
+def _stored_principal(token: str, now: datetime | None) -> Principal | None:
     match = TOKEN_PATTERN.match(token)
     if not match:
         return None

@@ -45,6 +45,7 @@ Types:
 | `list` | a list of strings |
 | `limit` | `"COUNT/PERIOD"`: `"10/s"`, `"100/min"`, `"20/5s"`; period 1 s to {MAX_LIMIT_PERIOD // 3600} h |
 | `durations` | a list of positive durations: `["5s", "2m", "1h", "7d"]` |
+| `tables` | free-form tables, one per name (`[section.key.NAME]`), checked by the area reading them |
 
 Rate limits count per token, or per client address for requests without one.
 """
@@ -81,9 +82,16 @@ def _cells(key: str, field: Field) -> list[str]:
         f"`{_literal(field.default)}`",
         _allowed(field),
         "at once" if field.hot else "restart",
-        "yes" if getattr(field, "secret", False) else "",
+        _secret(field),
         getattr(field, "help", ""),
     ]
+
+
+def _secret(field: Field) -> str:
+    if getattr(field, "secret", False):
+        return "yes"
+    keys = getattr(field, "secret_keys", ())
+    return ", ".join(f"`{key}`" for key in keys)
 
 
 def _row(cells) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import g, jsonify, request
+from flask import current_app, g, has_request_context, jsonify, request
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
@@ -96,11 +96,37 @@ HTTP_STATUS_ERRORS = {
 
 def error_response(error: ApiError):
     # A message or detail may quote input or stored values: URL passwords and tokens never leave.
-    body = {"error": {"code": error.code, "message": mask_text(error.message), "details": mask_values(error.details)}}
+    body = {"error": {"code": error_code(error), "message": mask_text(error.message),
+                      "details": mask_values(error.details)}}
     response = jsonify(body)
     response.status_code = error.status
     response.headers.update(error.headers)
     return response
+
+
+def error_code(error: ApiError) -> str:
+    """The code an error shows: its own, or the word the request's blueprint uses for it.
+
+    An API that follows another reference (the Symbiont one writes ``NOT_FOUND``)
+    declares its vocabulary on its blueprint (``error_codes``: our code -> its
+    code, ``"*"`` for any other); a path under its prefix that matches no route
+    speaks it too.
+    """
+    vocabulary = _vocabulary() if has_request_context() else None
+    if not vocabulary:
+        return error.code
+    return vocabulary.get(error.code) or vocabulary.get("*", error.code)
+
+
+def _vocabulary():
+    blueprints = current_app.blueprints
+    if request.blueprint in blueprints:
+        return getattr(blueprints[request.blueprint], "error_codes", None)
+    path = request.path
+    under = [blueprint for blueprint in blueprints.values()
+             if getattr(blueprint, "error_codes", None) and blueprint.url_prefix
+             and (path == blueprint.url_prefix or path.startswith(blueprint.url_prefix + "/"))]
+    return max(under, key=lambda blueprint: len(blueprint.url_prefix)).error_codes if under else None
 
 
 def from_http_exception(exc: HTTPException) -> ApiError:

@@ -12,7 +12,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # str | int | float | bool | list | limit | durations
+    kind: str  # str | int | float | bool | list | limit | durations | tables
     default: Any
     hot: bool = True  # takes effect without a restart
     choices: tuple = ()
@@ -21,6 +21,11 @@ class Field:
     # Shown as the redaction marker by the API, the CLI and error bodies; a URL value keeps all but its password.
     secret: bool = False
     help: str = ""  # one line for docs/configuration.md
+    # For a ``tables`` key (free-form tables, one per name, inside a declared section: ``[mcp.servers.NAME]``):
+    # keys of each table whose whole value is secret whatever its name (``headers``).
+    secret_keys: tuple = ()
+    # For a ``tables`` key: keys of each table only the file may set, never PATCH (``command``: what runs).
+    file_only_keys: tuple = ()
 
 
 # A section whose keys are free-form tables (one per channel, server, plugin...).

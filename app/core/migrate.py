@@ -6,7 +6,7 @@ so exactly one of them applies each migration and the others see it done.
 
 Opening the database at start-up follows the rule of ``app.core.startup``: a
 SQLite file this data directory used before and that has gone is not created
-again at start-up; only ``flask db upgrade`` (``accept_current_file``) does.
+again at start-up; only ``flask db upgrade --create-empty`` (``accept_current_file``) does.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pkgutil
 import re
 
 import migrations
-from app.core.db import advisory_lock, connection, database, init_database, is_outage, utcnow
+from app.core.db import DatabaseUnavailable, advisory_lock, connection, database, init_database, is_outage, utcnow
 from app.core.models import SchemaMigration
-from app.core.startup import record_identity, recorded_identity, sqlite_path
+from app.core.startup import missing_database_message, record_identity, recorded_identity, sqlite_path
 
 MIGRATION_LOCK_KEY = 0x4C6B6D67  # arbitrary, fixed: "Lkmg"
 NAME_PATTERN = re.compile(r"^m\d{4}_\w+$")
@@ -85,11 +85,16 @@ def open_database(settings) -> list[str]:
     return ran
 
 
-def accept_current_file(settings) -> None:
-    """``db upgrade``: take the SQLite file as it is now (restored, moved) or create it, and record it."""
+def accept_current_file(settings, create_empty: bool = False) -> None:
+    """``db upgrade``: take the SQLite file as it is now (restored, moved), or create it, and record it.
+
+    A file this data directory used before is created again only when ``create_empty`` says so.
+    """
     path = sqlite_path(settings.database_url)
     if path is None:
         return
+    if not path.exists() and not create_empty and recorded_identity(settings.data_dir, path) is not None:
+        raise DatabaseUnavailable(missing_database_message(path))
     database.obj.accept_current_file()
     with connection():
         database.execute_sql("SELECT 1")

@@ -23,6 +23,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -47,7 +48,13 @@ class OutOfMemory(OffHubError):
 
 
 class Crashed(OffHubError):
-    pass
+    """``kind`` and ``detail``: the class name and message of the exception the function raised, when it raised
+    one, so a caller can tell an expected refusal (bad input) from a fault."""
+
+    def __init__(self, message: str, kind: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.detail = detail
 
 
 def _gevent_patched() -> bool:
@@ -96,7 +103,8 @@ def _result(fn, returncode: int, out: bytes, err: str):
             return value
         if status == "oom":
             raise OutOfMemory(f"{_name(fn)} ran out of memory: {value}")
-        raise Crashed(f"{_name(fn)} raised {value}")
+        kind, detail = value
+        raise Crashed(f"{_name(fn)} raised {f'{kind}: ' if kind else ''}{detail}", kind=kind, detail=detail)
     if returncode in (-signal.SIGXCPU, -signal.SIGKILL) and "MemoryError" not in err:
         raise TimedOut(f"{_name(fn)} used up its CPU time")
     if "MemoryError" in err or "Cannot allocate memory" in err:
@@ -133,11 +141,11 @@ def _child() -> None:
         reply = ("oom", str(exc) or "MemoryError")
     except Exception as exc:
         traceback.print_exc()
-        reply = ("error", f"{type(exc).__name__}: {exc}")
+        reply = ("error", (type(exc).__name__, str(exc)))
     try:
         data = pickle.dumps(reply)
     except Exception as exc:
-        data = pickle.dumps(("error", f"its result could not be returned: {exc}"))
+        data = pickle.dumps(("error", (None, f"its result could not be returned: {exc}")))
     answer.write(data)
     answer.flush()
 
@@ -147,10 +155,14 @@ def _child() -> None:
 _executor: ThreadPoolExecutor | None = None
 
 
-def in_thread(fn, *args, timeout: float, **kwargs):
-    """``fn(*args, **kwargs)`` in a native thread; the caller waits cooperatively at most ``timeout`` s."""
+def in_thread(fn, *args, timeout: float, tick=None, tick_secs: float = 0.01, **kwargs):
+    """``fn(*args, **kwargs)`` in a native thread; the caller waits cooperatively at most ``timeout`` s.
+
+    With ``tick``, the waiting caller calls ``tick()`` every ``tick_secs`` until the function returns:
+    a clock the function can be stopped by (a WASM call's epoch deadline) without a thread of its own.
+    """
     try:
-        return _run_in_thread(fn, args, kwargs, timeout)
+        return _run_in_thread(fn, args, kwargs, timeout, tick, tick_secs)
     except MemoryError as exc:
         raise OutOfMemory(f"{_name(fn)} ran out of memory") from exc
     except (FutureTimeout, TimeoutError) as exc:
@@ -159,15 +171,31 @@ def in_thread(fn, *args, timeout: float, **kwargs):
         raise Crashed(f"{_name(fn)} raised {type(exc).__name__}: {exc}") from exc
 
 
-def _run_in_thread(fn, args, kwargs, timeout: float):
+def _run_in_thread(fn, args, kwargs, timeout: float, tick=None, tick_secs: float = 0.01):
     if not _gevent_patched():
-        return _thread_pool().submit(fn, *args, **kwargs).result(timeout=timeout)
+        future = _thread_pool().submit(fn, *args, **kwargs)
+        return _wait_ticking(lambda step: future.result(timeout=step), FutureTimeout, timeout, tick, tick_secs)
     import gevent
 
+    pending = gevent.get_hub().threadpool.spawn(fn, *args, **kwargs)
     try:
-        return gevent.get_hub().threadpool.spawn(fn, *args, **kwargs).get(timeout=timeout)
+        return _wait_ticking(lambda step: pending.get(timeout=step), gevent.Timeout, timeout, tick, tick_secs)
     except gevent.Timeout:  # a BaseException: it must not pass for the function's own error
         raise TimeoutError from None
+
+
+def _wait_ticking(get, waited_out, timeout: float, tick, tick_secs: float):
+    if tick is None:
+        return get(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return get(max(0.0, min(left, tick_secs)))
+        except waited_out:
+            if left <= tick_secs:
+                raise
+        tick()
 
 
 def _thread_pool() -> ThreadPoolExecutor:

@@ -18,6 +18,7 @@ from datetime import datetime
 import marshmallow as ma
 
 from app.core.db import iso
+from app.core.jsonbody import MAX_DEPTH, MAX_INT
 
 
 class UtcDateTime(ma.fields.DateTime):
@@ -111,3 +112,38 @@ class PatchSchema(ma.Schema):
     def not_empty(self, data, original_data, **kwargs):
         if isinstance(original_data, dict) and not original_data:
             raise ma.ValidationError("name at least one field to change", "_schema")
+
+
+JSON_VALUE = "#/components/schemas/JsonValue"
+JSON_VALUE_DOC = {
+    "description": f"Any JSON value: numbers within ±{MAX_INT} (what every JSON client reads exactly), "
+                   f"strings without U+0000, at most {MAX_DEPTH} arrays and objects deep",
+    "nullable": True,
+    "anyOf": [
+        {"type": "string"},
+        {"type": "number", "minimum": -MAX_INT, "maximum": MAX_INT},
+        {"type": "boolean"},
+        {"type": "array", "items": {"$ref": JSON_VALUE}},
+        {"type": "object", "additionalProperties": {"$ref": JSON_VALUE}},
+    ],
+}
+
+
+class JsonValue(ma.fields.Raw):
+    """Free-form JSON (metadata values): its numbers bounded like integers, as the document says."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_none", True)
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, (int, float)) and not isinstance(item, bool) and abs(item) > MAX_INT:
+                raise ma.ValidationError(f"numbers must be within ±{MAX_INT}, not {item!r}")
+        return value

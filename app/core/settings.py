@@ -149,6 +149,8 @@ def coerce(field: Field, value: Any) -> Any:
             raise ValueError("expected a list of strings")
         if kind == "durations":
             _check_durations(value)
+    elif kind == "tables":
+        _check_tables(value)
     if field.choices and value not in field.choices:
         raise ValueError(f"expected one of {', '.join(field.choices)}")
     if field.minimum is not None and value < field.minimum:
@@ -156,6 +158,15 @@ def coerce(field: Field, value: Any) -> Any:
     if field.maximum is not None and value > field.maximum:
         raise ValueError(f"must be at most {_number(field.maximum)}")
     return value
+
+
+def _check_tables(value: Any) -> None:
+    """A ``tables`` value: one table per name, holding values, lists of values or tables of those."""
+    if not isinstance(value, dict) or not all(isinstance(table, dict) for table in value.values()):
+        raise ValueError("expected one table per name")
+    bad = _first_infinite(value, "")
+    if bad:
+        raise ValueError(f"{bad.lstrip('.')}: expected a finite number")
 
 
 def _infinite(value) -> bool:
@@ -234,8 +245,14 @@ def schema_verdict(path: tuple) -> bool | None:
     """
     if len(path) < 2:
         return False
-    field = field_for(f"{path[0]}.{path[1]}") if len(path) == 2 else None
-    return None if field is None else field.secret
+    field = field_for(f"{path[0]}.{path[1]}")
+    if len(path) == 2:
+        return None if field is None else field.secret
+    if field is None or field.kind != "tables":
+        return None
+    if len(path) == 3:
+        return False  # the name of a table ([mcp.servers.keycloak]) is not a secret either
+    return True if path[3] in field.secret_keys else None
 
 
 def redact(value: Any) -> Any:
@@ -311,16 +328,18 @@ class Settings:
     def get(self, dotted: str, default=None):
         """The value of a key; a key the schema does not know is a programming error.
 
-        Only inside free-form sections (``channels_config.<name>.<key>``) may a
-        key be absent, and then ``default`` answers.
+        Only inside free-form sections (``channels_config.<name>.<key>``) and
+        ``tables`` keys (``mcp.servers.<name>.<key>``) may a key be absent, and
+        then ``default`` answers.
         """
         section = dotted.partition(".")[0]
-        if section not in OPEN_SECTIONS and field_for(dotted) is None and section != dotted:
+        free_form = section in OPEN_SECTIONS or tables_key(dotted) is not None
+        if not free_form and field_for(dotted) is None and section != dotted:
             raise KeyError(f"unknown configuration key {dotted!r}")
         node: Any = self.data
         for part in dotted.split("."):
             if not isinstance(node, dict) or part not in node:
-                if section in OPEN_SECTIONS:
+                if free_form:
                     return default
                 raise KeyError(f"unknown configuration key {dotted!r}")
             node = node[part]
@@ -356,8 +375,16 @@ def check_patch(changes: dict, current: Settings) -> tuple[dict, dict]:
     for dotted, value in changes.items():
         parts = dotted.split(".")
         section = parts[0]
-        if section in OPEN_SECTIONS:
-            problem = _open_key_problem(parts, tables[section]) or _open_value_problem(value)
+        inside = tables_key(dotted)
+        if section in OPEN_SECTIONS or inside is not None:
+            if inside is not None:
+                # Within a tables key, its dotted name plays the section's part: mcp.servers.<name>.<key>.
+                table = tables.setdefault(inside, copy.deepcopy(_stored(current, inside) or {}))
+                parts = [inside, *parts[2:]]
+            else:
+                table = tables[section]
+            problem = (_file_only_problem(inside, parts) or _open_key_problem(parts, table)
+                       or _open_value_problem(value))
             if problem:
                 errors[dotted] = [problem]
                 continue
@@ -365,6 +392,9 @@ def check_patch(changes: dict, current: Settings) -> tuple[dict, dict]:
             field = field_for(dotted) if len(parts) == 2 else None
             if field is None:
                 errors[dotted] = ["unknown configuration key"]
+                continue
+            if field.file_only_keys:
+                errors[dotted] = [f"set its keys one by one ({dotted}.<name>.<key>)"]
                 continue
             try:
                 value = coerce(field, value)
@@ -380,6 +410,13 @@ def check_patch(changes: dict, current: Settings) -> tuple[dict, dict]:
             continue
         to_write[dotted] = value
     return to_write, errors
+
+
+def _file_only_problem(inside: str | None, parts: list[str]) -> str | None:
+    """Why a key of a ``tables`` entry may not be set over the API (it says what the gateway runs)."""
+    if inside is None or len(parts) < 3 or parts[2] not in field_for(inside).file_only_keys:
+        return None
+    return f"{inside}.{parts[1]}.{parts[2]} can be set only in the configuration file"
 
 
 def _open_key_problem(parts: list[str], table: dict) -> str | None:
@@ -415,6 +452,16 @@ def _stored(current: Settings, dotted: str) -> Any:
 def needs_restart(dotted: str) -> bool:
     field = field_for(dotted)
     return field is not None and not field.hot
+
+
+def tables_key(dotted: str) -> str | None:
+    """``section.key`` when ``dotted`` lies inside a ``tables`` key (``mcp.servers.fs.url``), else None."""
+    parts = dotted.split(".")
+    if len(parts) < 3:
+        return None
+    head = f"{parts[0]}.{parts[1]}"
+    field = field_for(head)
+    return head if field is not None and field.kind == "tables" else None
 
 
 def field_for(dotted: str) -> Field | None:

@@ -4,8 +4,10 @@ A service that cannot write its data directory, or whose database file has
 gone, must stop with one line saying so instead of tracebacks or, worse, a new
 empty database. A record in the data directory (``database.json``) names the
 SQLite file the service uses and its device and inode: a file recorded there
-that is missing was lost, not never created, and only ``flask db upgrade``
-creates it again. gunicorn's master runs these checks before forking, so this
+that is missing was lost, not never created: nothing creates it again but
+``flask db upgrade --create-empty``, an operator's explicit choice (a plain
+``db upgrade``, run before every start by ``make run`` and the systemd unit,
+refuses like the service does). gunicorn's master runs these checks before forking, so this
 module imports neither Flask nor peewee.
 """
 
@@ -90,7 +92,7 @@ def record_identity(data_dir: Path, path: Path, identity: tuple[int, int]) -> No
 
 def missing_database_message(path: Path) -> str:
     return (f"database {path} is missing although this data directory used it before: restore it from a backup, "
-            "or run `flask --app wsgi db upgrade` to start an empty one")
+            "or run `flask --app wsgi db upgrade --create-empty` to start an empty one")
 
 
 def check_service_start(settings) -> None:

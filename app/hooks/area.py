@@ -7,5 +7,6 @@ AREA = Area(
     blueprints=(blp,),
     events={"hook.disabled": "A webhook was deactivated after too many consecutive failed deliveries"},
     on_publish=(outbox.enqueue,),
+    jobs=(delivery.KIND,),
     background=(delivery.start,),
 )

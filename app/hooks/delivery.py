@@ -140,8 +140,6 @@ def sweep_once(settings) -> None:
             log.debug("retention removed %d finished deliveries", removed)
 
 
-def start(state) -> jobs.Pool:
-    """This worker's share of delivery (in its job pool) and the (singleton) retention sweep."""
-    pool = jobs.start(state, [KIND])
+def start(state) -> None:
+    """The (singleton) retention sweep; deliveries run in the worker's job pool (the area declares KIND)."""
     run_singleton("hooks-retention", lambda: RETENTION_INTERVAL_SECS, lambda: sweep_once(state.settings))
-    return pool

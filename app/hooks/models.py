@@ -15,8 +15,13 @@ from peewee import (
 )
 
 from app.core.db import BaseModel, utcnow
-from app.core.jobs import CANCELLED, FAILED, PENDING, SUCCEEDED  # noqa: F401  (a delivery's status is its job's)
+from app.core.jobs import CANCELLED, FAILED, PENDING, SUCCEEDED
 from app.core.models import Job
+
+# A delivery's status is its job's state; an attempt that will be tried again is "retrying".
+STATUSES = (PENDING, SUCCEEDED, FAILED, CANCELLED)
+RETRYING = "retrying"
+ATTEMPT_OUTCOMES = (SUCCEEDED, RETRYING, FAILED)
 
 
 class Hook(BaseModel):
@@ -59,7 +64,7 @@ class HookDelivery(BaseModel):
 
     @property
     def next_attempt_at(self):
-        return self.job.next_run_at
+        return self.job.next_run_at if self.job.state == PENDING else None
 
     @property
     def completed_at(self):

@@ -22,13 +22,12 @@ from app.core import events, jobs, jsonbody
 from app.core.db import iso, utcnow
 from app.core.models import Job
 from app.hooks import catalogue
-from app.hooks.models import PENDING, Hook, HookAttempt, HookDelivery
+from app.hooks.models import PENDING, RETRYING, Hook, HookAttempt, HookDelivery
 from app.hooks.views import hook_view
 
 log = logging.getLogger("hooks::delivery")
 
 KIND = "hooks.deliver"
-RETRYING = "retrying"
 MAX_ERROR_CHARS = 1000
 
 
@@ -63,10 +62,6 @@ def enqueue(topic: str, payload: dict) -> None:
              if catalogue.matches(hook.event_list, topic)]
     if hooks:
         _queue(hooks, topic, webhook_body(topic, payload, utcnow()))
-
-
-# Registered at import: every process that can publish builds the app, which imports this module.
-events.on_publish(enqueue)
 
 
 def enqueue_for(hook_id: str, topic: str, payload: dict) -> HookDelivery:

@@ -1,9 +1,9 @@
 import marshmallow as ma
 
-from app.core.schema import Boolean, PatchSchema
+from app.core.schema import Boolean, JsonList, PatchSchema, UtcDateTime
 from app.hooks import catalogue, signing, targets
+from app.hooks.models import ATTEMPT_OUTCOMES, STATUSES
 
-STATUSES = ("pending", "succeeded", "failed", "cancelled")
 # What targets.parse checks first; the rest (a host, no credentials, no spaces) is said in the description.
 URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://"
 # whsec_ and the base64 of a 24 to 64 byte key (8 to 21 groups of 4 characters, then a padded tail).
@@ -37,7 +37,7 @@ def _validate_secret(secret: str) -> None:
 
 def _url_field(**kwargs):
     return ma.fields.String(validate=[ma.validate.Length(max=targets.MAX_URL_LENGTH), _validate_url], metadata={
-        "example": "https://example.com/webhook", "format": "uri", "pattern": URL_PATTERN,
+        "example": "https://example.com/webhook", "pattern": URL_PATTERN,
         "description": "http:// or https:// URL naming a host, without credentials or spaces; "
                        "private and loopback addresses only with hooks.allow_private_targets"}, **kwargs)
 
@@ -54,8 +54,8 @@ def _events_field(**kwargs):
 def _secret_field(**kwargs):
     return ma.fields.String(validate=[ma.validate.Regexp(SECRET_PATTERN, error="secret must be whsec_ followed by "
                                                          "the base64 of a 24 to 64 byte key"), _validate_secret],
-                            metadata={"description": "Standard Webhooks secret: whsec_ + base64 of a 24 to 64 byte key"},
-                            **kwargs)
+                            metadata={"description": "Standard Webhooks secret: whsec_ + base64 of a 24 to 64 byte "
+                                                     "key"}, **kwargs)
 
 
 class HookCreateSchema(ma.Schema):
@@ -85,10 +85,10 @@ class HookPatchSchema(PatchSchema):
 class HookSchema(ma.Schema):
     id = ma.fields.String(metadata={"example": "hook_3f9c2a7d1e4b8a60"})
     url = ma.fields.String()
-    events = ma.fields.List(ma.fields.String())
+    events = JsonList(ma.fields.String())
     active = ma.fields.Boolean()
-    created_at = ma.fields.String()
-    updated_at = ma.fields.String()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
     disabled_reason = ma.fields.String(allow_none=True)
     consecutive_failures = ma.fields.Integer()
 
@@ -104,22 +104,22 @@ class HooksSchema(ma.Schema):
 
 class AttemptSchema(ma.Schema):
     number = ma.fields.Integer()
-    started_at = ma.fields.String()
+    started_at = UtcDateTime()
     status_code = ma.fields.Integer(allow_none=True)
     duration_ms = ma.fields.Integer()
     error = ma.fields.String(allow_none=True)
     response = ma.fields.String(allow_none=True)
-    outcome = ma.fields.String(metadata={"description": "succeeded, retrying or failed"})
-    next_retry_at = ma.fields.String(allow_none=True)
+    outcome = ma.fields.String(metadata={"enum": list(ATTEMPT_OUTCOMES)})
+    next_retry_at = UtcDateTime(allow_none=True)
 
 
 class DeliverySchema(ma.Schema):
     id = ma.fields.String(metadata={"description": "The webhook-id header, the same on every attempt"})
     event = ma.fields.String()
-    status = ma.fields.String(metadata={"description": ", ".join(STATUSES)})
-    created_at = ma.fields.String()
-    next_attempt_at = ma.fields.String(allow_none=True)
-    completed_at = ma.fields.String(allow_none=True)
+    status = ma.fields.String(metadata={"enum": list(STATUSES)})
+    created_at = UtcDateTime()
+    next_attempt_at = UtcDateTime(allow_none=True, metadata={"description": "While pending"})
+    completed_at = UtcDateTime(allow_none=True)
     attempt_count = ma.fields.Integer()
     attempts = ma.fields.List(ma.fields.Nested(AttemptSchema))
 

@@ -6,12 +6,15 @@ import logging
 import secrets
 
 from app.core import jsonbody
-from app.core.db import iso, transaction, utcnow
+from app.core.db import transaction, utcnow
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.core.models import Job
 from app.hooks import catalogue, outbox, signing, targets
-from app.hooks.models import PENDING, Hook, HookAttempt, HookDelivery
+from app.hooks.models import Hook, HookAttempt, HookDelivery
+from app.hooks.schemas import DeliverySchema
 from app.hooks.views import hook_view
+
+_DELIVERY = DeliverySchema()
 
 # A hook's whole life under one module: registration, changes, deliveries, disabling.
 log = logging.getLogger("hooks::delivery")
@@ -117,30 +120,9 @@ def delete_hook(hook_id: str) -> None:
 # ---- deliveries ---------------------------------------------------------------
 
 
-def attempt_hook_view(attempt: HookAttempt) -> dict:
-    return {
-        "number": attempt.number,
-        "started_at": iso(attempt.started_at),
-        "status_code": attempt.status_code,
-        "duration_ms": attempt.duration_ms,
-        "error": attempt.error,
-        "response": attempt.response,
-        "outcome": attempt.outcome,
-        "next_retry_at": iso(attempt.next_retry_at),
-    }
-
-
 def delivery_hook_view(delivery: HookDelivery, attempts: list[HookAttempt]) -> dict:
-    return {
-        "id": delivery.id,
-        "event": delivery.event,
-        "status": delivery.status,
-        "created_at": iso(delivery.created_at),
-        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.status == PENDING else None,
-        "completed_at": iso(delivery.completed_at),
-        "attempt_count": delivery.attempt_count,
-        "attempts": [attempt_hook_view(a) for a in sorted(attempts, key=lambda a: (a.number, a.id))],
-    }
+    delivery.attempts = sorted(attempts, key=lambda a: (a.number, a.id))
+    return _DELIVERY.dump(delivery)
 
 
 def _with_attempts(deliveries: list[HookDelivery]) -> list[dict]:

@@ -177,6 +177,12 @@ class _Watchdog:
         self.timer.cancel()
 
 
+def pinned_connection(target: Target, address: str, timeout: float) -> http.client.HTTPConnection:
+    """An unopened connection to a checked ``address`` of ``target`` (Host and SNI stay the URL's host)."""
+    cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    return cls(target, address, timeout)
+
+
 def post(target: Target, addresses: list[str], headers: dict, body: bytes, timeout: float) -> Response:
     """POST ``body``, trying each address in turn, all within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

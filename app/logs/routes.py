@@ -10,7 +10,8 @@ blp = Blueprint("logs", __name__, url_prefix="/api/v1/logs", description="Log qu
 
 LOG_EVENTS = event_stream("Matching entries as they are written; a comment line every logs.heartbeat_secs",
                           {"log": "a LogEntry (`id`, `timestamp`, `level`, `module`, `message`, `session_id`)"})
-SSE_DOC = {"responses": {200: {"description": "Server-Sent Events, one `log` event per entry, resumable by `id`",
+SSE_DOC = {"responses": {200: {"description": "Server-Sent Events, one `log` event per entry, resumable by `id` "
+                                              "(the `Last-Event-ID` header or `last_event_id`)",
                                "content": LOG_EVENTS}}}
 
 

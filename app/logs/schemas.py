@@ -10,8 +10,10 @@ _YEAR = "[12][0-9]{3}"
 _LEAP_YEAR = "[12][0-9](?:0[48]|[2468][048]|[13579][26])|(?:1[26]|2[048])00"
 _DATE = (f"(?:{_YEAR}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
          f"|(?:0[13578]|1[02])-31)|(?:{_LEAP_YEAR})-02-29)")
-_TIME = "(?:[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\\.[0-9]{1,6})?)?(?:[Zz]|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])?)?"
+_TIME = ("(?:[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\\.[0-9]{1,6})?)?"
+         "(?:[Zz]|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])?)?")
 SINCE_PATTERN = f"^(?:{duration_pattern()}|{_DATE}{_TIME})$"
+EVENT_ID_PATTERN = "^[0-9]{1,18}$"
 
 
 class StreamQuerySchema(ma.Schema):
@@ -22,6 +24,10 @@ class StreamQuerySchema(ma.Schema):
     since = ma.fields.String(load_default=None, validate=ma.validate.Regexp(
         SINCE_PATTERN, error="expected an ISO 8601 timestamp or a duration like 500ms, 30s, 15m, 1h, 2d, 1w"),
         metadata={"description": "ISO 8601 timestamp (UTC without an offset) or a duration such as 1h, 30m, 2d"})
+
+
+    last_event_id = ma.fields.String(load_default=None, validate=ma.validate.Regexp(EVENT_ID_PATTERN), metadata={
+        "description": "Resume after this entry id (for clients that cannot send the Last-Event-ID header)"})
 
 
 class LogsQuerySchema(StreamQuerySchema):

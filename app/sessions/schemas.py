@@ -2,7 +2,7 @@ import json
 
 import marshmallow as ma
 
-from app.core.schema import Boolean, Inline, JsonList, JsonObject, UtcDateTime
+from app.core.schema import Boolean, Inline, JsonList, JsonObject, JsonValue, UtcDateTime
 from app.sessions.models import ACTIVE, STATUSES
 
 MAX_METADATA_BYTES = 16_384
@@ -28,8 +28,9 @@ class SessionCreateSchema(ma.Schema):
         "choices_from": _known_channels,
         "description": "`api`, or a channel configured under [channels_config] (listed as configured at start-up)"})
     user_id = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(min=1, max=200))
-    metadata = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.Length(max=200)),
-                              load_default=dict, validate=_metadata_size)
+    metadata = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.Length(max=200)), values=JsonValue(),
+                              load_default=dict, validate=_metadata_size,
+                              metadata={"description": f"Free-form, at most {MAX_METADATA_BYTES} bytes as JSON"})
 
 
 class PageQuerySchema(ma.Schema):

@@ -33,6 +33,7 @@ from app.agent.memory import Scope, entry_text, open_memory
 from app.agent.providers import Message, ProviderError, TextDelta
 from app.agent.runner import Contribution, Conversation, Identity
 from app.core import events, sse
+from app.core.areas import prompt_contributions
 from app.core.db import release_connection, transaction, utcnow
 from app.core.errors import ApiError, BadGateway, Conflict, InternalError
 from app.core.logging import current_session_id
@@ -204,7 +205,8 @@ def _conversation(settings, session: AgentSession, user_message: dict) -> tuple[
     history, first_seq = _history(session.id, before_seq=user_message["seq"])
     scope = Scope(session_id=session.id, user_id=session.user_id, skip_from_seq=first_seq)
     contributions = [runner.instructions(settings.get("agent.system_prompt")),
-                     runner.recalled(settings, user_message["content"], scope)]
+                     runner.recalled(settings, user_message["content"], scope),
+                     *prompt_contributions(settings, user_message["content"])]
     return Conversation(user_message["content"], history), contributions
 
 

@@ -30,6 +30,12 @@ class StatusSchema(ma.Schema):
     active_sessions = ma.fields.Integer()
     channels = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
     plugins = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    mcp = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), metadata={
+        "description": "MCP servers connected in every worker, servers enabled, and open connections"})
+    runtime = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), metadata={
+        "description": "Runtime agents, and their executions queued and running in every worker"})
+    review = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), metadata={
+        "description": "Tool reviews being analysed, waiting for a person, and waiting to be signed"})
     memory = ma.fields.Nested(MemorySchema)
     provider = ma.fields.Nested(ProviderSchema)
     rate_limits = ma.fields.Nested(RateLimitsSchema)

@@ -67,8 +67,9 @@ def test_a_subprocess_over_its_cpu_limit_is_stopped():
 
 
 def test_errors_in_the_child_come_back_with_their_message():
-    with pytest.raises(offhub.Crashed, match="ValueError: bad input"):
+    with pytest.raises(offhub.Crashed, match="ValueError: bad input") as raised:
         offhub.in_subprocess(fail, "bad input", timeout=20)
+    assert (raised.value.kind, raised.value.detail) == ("ValueError", "bad input")
     with pytest.raises(offhub.Crashed, match="status 3"):
         offhub.in_subprocess(exit_hard, timeout=20)
 

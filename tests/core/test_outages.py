@@ -185,7 +185,7 @@ def test_db_upgrade_reports_what_a_fresh_install_applied(sqlite_app):
     assert again.output.strip() == "database is up to date"
 
 
-def test_db_upgrade_creates_a_lost_database_and_other_commands_refuse_in_one_line(sqlite_app):
+def test_only_db_upgrade_create_empty_replaces_a_lost_database(sqlite_app):
     path = db_file(sqlite_app())
     remove_database(path)
 
@@ -196,7 +196,11 @@ def test_db_upgrade_creates_a_lost_database_and_other_commands_refuse_in_one_lin
     assert len(refused.output.strip().splitlines()) == 1
     assert not path.exists()
 
-    created = invoke(app, "db", "upgrade")
+    # A plain `db upgrade` (run before every start by `make run` and the systemd unit) refuses too.
+    plain = invoke(app, "db", "upgrade")
+    assert plain.exit_code == 1 and "--create-empty" in plain.output and not path.exists()
+
+    created = invoke(app, "db", "upgrade", "--create-empty")
     assert created.exit_code == 0, created.output
     assert created.output.split()[:2] == ["applied", discover()[0]]
     assert path.exists()

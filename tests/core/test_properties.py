@@ -28,8 +28,10 @@ WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 EXAMPLES = 50
 LOOPBACK = "http://127.0.0.1:9"  # the discard port: nothing listens, and nothing is sent in process anyway
 CHANNEL, CHANNEL_SECRET = "inbox", "whsec_" + base64.b64encode(b"k" * 32).decode()
+MCP_SERVER = "probe"  # listed by GET /api/v1/mcp; nothing connects in process (no background runs)
 BASE_CONFIG = {
     "channels_config": {CHANNEL: {"type": "webhook", "secret": CHANNEL_SECRET}},
+    "mcp": {"servers": {MCP_SERVER: {"transport": "http", "url": f"{LOOPBACK}/mcp"}}},
     "rate_limits": {"default": "1000000/s", "sessions_write": "1000000/s", "sessions_read": "1000000/s",
                     "config_write": "1000000/s"},
     "hooks": {"allow_private_targets": True},  # loopback targets, and no DNS lookups for them
@@ -99,23 +101,42 @@ def config_value(dotted: str):
     return likely(st.just(field.default) if field else scalars | st.lists(scalars, max_size=3))
 
 
+# JSON texts that Python's json reads but nothing downstream can keep or serve back, and one pair that is fine.
+HOSTILE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "9" * 5000, str(2**53), str(10**23), '"\\ud800"',
+           '"x\\udfff"', '"a\\u0000b"', "[" * 1000 + "]" * 1000, '{"\\ud800": 1}', '{"a\\u0000": 1}',
+           '"\\ud83d\\ude00"']
+WRAPPINGS = ["{}", "[{}]", '{{"k": {}}}']
+MARK = "\x01hostile\x01"
+
+
+def with_hostile(objects, names):
+    """An otherwise plausible object with one field's value replaced by a hostile JSON text, at some depth."""
+    def inject(drawn):
+        value, name, literal, wrapping = drawn
+        return json.dumps({**value, name: MARK}).replace(json.dumps(MARK), wrapping.format(literal)).encode()
+
+    return st.tuples(objects, names, st.sampled_from(HOSTILE), st.sampled_from(WRAPPINGS)).map(inject)
+
+
 def bodies(fields: dict[str, bool] | None):
-    """Raw bodies: arbitrary JSON or bytes, or objects of the route's own fields (config keys for a free-form one)."""
+    """Raw bodies: objects of the route's own fields (config keys for a free-form one), some with a hostile
+    value where a validator would otherwise take them; arbitrary JSON; arbitrary bytes."""
     if fields is None:
         return likely(json_values.map(lambda value: json.dumps(value).encode()), st.binary(max_size=60))
     if fields:
         values = {name: value_for(name) for name in fields}
         required = {name: values[name] for name, needed in fields.items() if needed}
         objects = st.fixed_dictionaries(required, optional={k: v for k, v in values.items() if k not in required})
+        names = st.sampled_from(sorted(fields))
     else:
-        keys = config_keys | open_keys | st.builds("channels_config.{}.{}".format, st.sampled_from(["tg", "sl"]),
-                                                   st.sampled_from(["token", "chats", "x"]))
-        objects = st.lists(keys.flatmap(lambda key: st.tuples(st.just(key), config_value(key))), min_size=1,
+        names = config_keys | open_keys | st.builds("channels_config.{}.{}".format, st.sampled_from(["tg", "sl"]),
+                                                    st.sampled_from(["token", "chats", "x"]))
+        objects = st.lists(names.flatmap(lambda key: st.tuples(st.just(key), config_value(key))), min_size=1,
                            max_size=3).map(dict)
     junk = st.dictionaries(any_text, json_values, min_size=1, max_size=2)
-    objects = objects | st.tuples(objects, junk).map(lambda pair: {**pair[0], **pair[1]})
-    encoded = likely(objects, json_values).map(lambda value: json.dumps(value).encode())
-    return likely(encoded, st.binary(max_size=60))
+    encoded = (objects | st.tuples(objects, junk).map(lambda pair: {**pair[0], **pair[1]}) | json_values).map(
+        lambda value: json.dumps(value).encode())
+    return st.one_of(encoded, with_hostile(objects, names), st.binary(max_size=60))
 
 
 def write_routes(app) -> list[tuple[str, str]]:
@@ -126,8 +147,13 @@ def write_routes(app) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+PARAMETER = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
+
+
 class World:
-    """Real objects for the path parameters of a route, made fresh for every example."""
+    """Real objects for the path parameters of a route: made fresh for every example where a route
+    may consume them (sessions, hooks, deliveries), the configured ones for channels, and for any
+    other parameter the first object its collection lists (an id that names nothing when it lists none)."""
 
     def __init__(self, client, headers):
         self.client, self.headers = client, headers
@@ -136,6 +162,15 @@ class World:
         response = self.client.post(path, json=body, headers=self.headers)
         assert response.status_code in (201, 202), (path, response.get_data(as_text=True))
         return response.json["id"]
+
+    def listed(self, collection: str) -> str:
+        response = self.client.get(collection, headers=self.headers)
+        body = response.json if response.status_code == 200 and response.is_json else {}
+        for items in (body.values() if isinstance(body, dict) else []):
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict) and isinstance(item.get("id", item.get("name")), str):
+                    return item.get("id", item.get("name"))
+        return "nothing-by-this-id"
 
     def fill(self, rule: str, replace: str | None) -> str:
         made = {}
@@ -146,12 +181,13 @@ class World:
         if "<delivery_id>" in rule:
             made["delivery_id"] = self.post(f"/api/v1/hooks/{made['hook_id']}/test", None)
         if rule.startswith("/api/v1/channels/<name>"):
-            made["name"] = CHANNEL
-        unknown = set(re.findall(r"<(?:[^:>]+:)?([^>]+)>", rule)) - made.keys()
-        assert not unknown, f"no way to make a real {', '.join(sorted(unknown))} for {rule}: add one to World.fill"
+            made["name"] = CHANNEL  # the webhook channel: its messages route is signed below
+        for match in PARAMETER.finditer(rule):
+            if match[1] not in made:
+                made[match[1]] = self.listed(rule[:match.start()].rstrip("/"))
         if replace is not None and made:  # sometimes an id that names nothing
             made[sorted(made)[0]] = replace
-        return re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda match: made[match[1]], rule)
+        return PARAMETER.sub(lambda match: made[match[1]], rule)
 
 
 def signed(path: str, body: bytes) -> dict:
@@ -183,7 +219,8 @@ def check_served(response, where: str) -> None:
 
 def read_everything(app, client, headers) -> int:
     """GET every readable resource (collections, then each object they list); all of it must be strict JSON."""
-    urls = ["/api/v1/config", "/api/v1/status", "/api/v1/logs?limit=500", "/api/v1/hooks", "/api/v1/channels"]
+    urls = ["/api/v1/config", "/api/v1/status", "/api/v1/logs?limit=500", "/api/v1/hooks", "/api/v1/channels",
+            "/api/v1/mcp"]
     urls += [f"/api/v1/sessions?status={status}&limit=200" for status in ("active", "idle", "terminated")]
     read = 0
     while urls:

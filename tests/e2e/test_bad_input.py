@@ -120,13 +120,14 @@ def test_a_last_event_id_that_is_no_id_is_400(lenient, header, query):
     headers = {"Last-Event-ID": header} if header else {}
     response = requests.get(f"{lenient.url}/api/v1/logs/stream" + (f"?last_event_id={query}" if query else ""),
                             headers={**lenient.headers("read"), **headers}, timeout=10)
-    assert "Last-Event-ID" in refused(response)["details"]
+    assert any(key.lower().replace("-", "_") == "last_event_id" for key in refused(response)["details"])
 
 
-def test_since_beyond_the_longest_duration_is_400(lenient):
-    response = requests.get(f"{lenient.url}/api/v1/logs", params={"since": "999999999d"},
+@pytest.mark.parametrize("since", ["999999999d", "36501d", "9" * 400 + "w", "1e308s"])
+def test_since_beyond_the_longest_duration_is_400(lenient, since):
+    response = requests.get(f"{lenient.url}/api/v1/logs", params={"since": since},
                             headers=lenient.headers("read"), timeout=10)
-    assert "at most 36500 days" in refused(response)["details"]["since"][0]
+    assert "duration" in refused(response)["details"]["since"][0]
 
 
 def test_config_patches_that_cannot_be_stored_are_400_by_key(lenient):
@@ -151,8 +152,10 @@ def test_config_patches_that_cannot_be_stored_are_400_by_key(lenient):
         error = refused(patch({key: value}))
         assert list(error["details"]) == [key]
         assert reason in error["details"][key][0], (key, error)
-    both = refused(patch({"channels_config.x.y": 1, "channels_config.x.y.z": 2}))
-    assert list(both["details"]) == ["channels_config.x.y.z"]
+    # A value and a key under it in one patch: whichever comes second is refused.
+    both = refused(patch({"channels_config.x.y": 1, "channels_config.x.y.z": 2}))["details"]
+    assert len(both) == 1 and set(both) < {"channels_config.x.y", "channels_config.x.y.z"}
+    assert "channels_config.x.y is a" in next(iter(both.values()))[0]
 
     config = strict_json(requests.get(f"{lenient.url}/api/v1/config", headers=lenient.headers(), timeout=10).text)
     assert config["agent"]["max_turns"] == 50

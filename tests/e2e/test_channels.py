@@ -12,6 +12,7 @@ import pytest
 
 from app.channels.models import ChannelMessage
 from app.core.db import connection, init_database
+from app.core.models import Event
 from app.sessions.models import AgentSession
 from tests.channels.fakes.telegram import FakeTelegram
 from tests.channels.helpers import channel, config, owner_pid, status_is
@@ -26,7 +27,8 @@ TAKEOVER_SECS = 10 + 10 / 3 + 10
 
 
 @pytest.fixture(scope="module")
-def fake():
+def fake(backend):
+    """Fresh for each backend's run: what it records is asserted on."""
     platform = FakeTelegram().start()
     yield platform
     platform.stop()
@@ -120,6 +122,17 @@ def test_a_long_reply_is_split_on_paragraphs(api, fake):
     assert "\n\n".join(pieces) == "echo: " + "\n\n".join(p.strip() for p in paragraphs)
 
 
+def test_a_reply_that_could_not_be_sent_is_sent_again_without_a_second_turn(api, fake):
+    fake.failing_sends = 1
+    fake.message(chat_id=504, user_id=ALICE, text="retry me")
+    assert replies(fake, 504, 1) == ["echo: retry me"]
+    assert fake.failing_sends == 0  # the first attempt did fail
+    with connection():
+        row = ChannelMessage.get(ChannelMessage.chat_id == "504")
+        session = AgentSession.get_by_id(row.session_id)
+    assert (row.state, row.reply, session.turn_count) == ("sent", "echo: retry me", 1)
+
+
 def test_health_measures_the_round_trip(api, fake):
     body = api.get("/channels/telegram/health").json()
     assert body["healthy"] is True and body["last_message_at"].endswith("Z")
@@ -162,6 +175,46 @@ def test_the_platform_going_away_and_coming_back_is_survived(api, fake):
     connected(api)
     fake.message(chat_id=503, user_id=ALICE, text="back again")
     assert replies(fake, 503, 1) == ["echo: back again"]
+    with connection():
+        topics = [event.topic for event in Event.select().where(
+            Event.topic.in_(["channel.connected", "channel.disconnected"])).order_by(Event.id)]
+    assert topics[0] == "channel.connected" and "channel.disconnected" in topics
+    assert topics[-1] == "channel.connected"
+
+
+def test_another_poller_on_the_same_bot_is_backed_off_from(api, fake):
+    fake.conflict = True
+    try:
+        down = wait_until(lambda: status_is(api, "telegram", "reconnecting"), timeout=20, message="reconnecting")
+    finally:
+        fake.conflict = False
+    assert down["error"].startswith("Conflict: another client is polling this bot")
+    connected(api)
+
+
+def test_a_connection_that_stalls_is_unhealthy_while_still_connected(api, fake):
+    connected(api)
+    fake.delays["/getUpdates"] = 12.0  # long polls hang far past their 2 s timeout
+    try:
+        stalled = wait_until(lambda: (body := api.get("/channels/telegram/health").json())["healthy"] is False
+                             and body, timeout=20, message="unhealthy")
+        assert channel(api, "telegram")["status"] == "connected"  # the read timeout has not ended it yet
+    finally:
+        fake.delays.pop("/getUpdates")
+    assert stalled["reason"] == "stalled: no sign of life from the platform"
+    wait_until(lambda: api.get("/channels/telegram/health").json()["healthy"], timeout=40, message="healthy again")
+
+
+def test_an_edit_of_the_config_file_reconnects_the_channel(api, fake, server):
+    before, deleted = channel(api, "telegram"), fake.webhook_deleted
+    text = server.config_path.read_text()
+    assert "poll_timeout_secs = 2" in text
+    server.config_path.write_text(text.replace("poll_timeout_secs = 2", "poll_timeout_secs = 3"))
+    wait_until(lambda: fake.webhook_deleted > deleted, timeout=20, message="a new connection")
+    after = connected(api)
+    assert after["restarts"] > before["restarts"]
+    wait_until(lambda: any(params.get("timeout") == 3 for params in fake.calls_to("/getUpdates")), timeout=20,
+               message="long polls with the new timeout")
 
 
 def test_a_wrong_token_shows_disconnected_with_the_reason_and_a_fix_reconnects(api, fake):

@@ -80,10 +80,13 @@ def test_a_deleted_sqlite_file_is_noticed_by_every_worker_and_never_recreated(tm
     finally:
         server.stop()
 
-    # Restarting the service refuses in one line; `flask db upgrade` is the way to an empty database.
-    one_clear_line(run_to_exit(server.command, server.env), "is missing", "db upgrade")
+    # Restarting the service refuses in one line, and so does the `db upgrade` run before every start;
+    # `db upgrade --create-empty` is the way to an empty database.
+    one_clear_line(run_to_exit(server.command, server.env), "is missing", "--create-empty")
+    refused = run_to_exit(flask_command("db", "upgrade"), server.env)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr and "is missing" in refused.stderr
     assert not os.path.exists(path)
-    upgraded = run_to_exit(flask_command("db", "upgrade"), server.env)
+    upgraded = run_to_exit(flask_command("db", "upgrade", "--create-empty"), server.env)
     assert upgraded.returncode == 0 and upgraded.stdout.startswith("applied m0001"), upgraded.stdout + upgraded.stderr
     server.start()
     try:

@@ -38,7 +38,7 @@ class Http:
     def __init__(self, base_url: str, headers: dict | None = None, user_agent: str = "Lockgate-Channels"):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ChannelError(f"api_url must be an http:// or https:// URL, not {base_url[:100]!r}", permanent=True)
+            raise ChannelError("api_url must be an http:// or https:// URL", permanent=True)
         self.scheme = parts.scheme
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -57,10 +57,10 @@ class Connector:
     def abort(self) -> None:
         self.http.abort()
 
-    def probe(self) -> float:
+    def probe(self, timeout: float | None = None) -> float:
         """Milliseconds of one ``getMe`` round trip."""
         started = time.perf_counter()
-        self._call("getMe")
+        self._call("getMe", timeout=timeout)
         return (time.perf_counter() - started) * 1000
 
     # Replies, from any worker.

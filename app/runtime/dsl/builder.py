@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from lark import Token, Transformer
 
+from app.runtime.dsl.describe import render
 from app.runtime.dsl.errors import DslSyntaxError
 from app.runtime.dsl.lexical import UNITS, number_value, split_number, string_value
 from app.runtime.dsl.model import AgentDef, FunctionDef, PolicyDef, Program, Rule, SettingsDef, TypeDef, WithBlock
@@ -318,8 +319,8 @@ class Builder(Transformer):
             elif item["type"] == "string":
                 names.append(item["value"])
             else:
-                raise self.error("a capability is a name or a string", item.line, item.column,
-                                 ["identifier", "string"])
+                raise DslSyntaxError("a capability is a name or a string", item.line, item.column,
+                                     render(item), ["identifier", "string"])
         return ("capabilities", names)
 
     def agent(self, children):

@@ -79,21 +79,34 @@ def expected_names(terminals, terminal_defs: dict) -> list[str]:
     return sorted(names)
 
 
+def _accepted(error: UnexpectedInput, fallback) -> set:
+    """What the parser could really take next.
+
+    LALR merges states, so the raw expected set of the failing state also holds
+    what other contexts sharing it would accept; trying each candidate on a copy
+    of the parser removes those.
+    """
+    interactive = getattr(error, "interactive_parser", None)
+    if interactive is None:
+        return set(fallback or ())
+    try:
+        return interactive.accepts() or set(fallback or ())
+    except Exception:  # a half-built program can fail in ways that say nothing about the input
+        return set(fallback or ())
+
+
 def from_lark(error: UnexpectedInput, source: str, terminal_defs: dict) -> DslSyntaxError:
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
         token = error.token
         text = str(token)
-        return DslSyntaxError(
-            f"unexpected {text!r}", token.line, token.column, text, expected_names(error.expected, terminal_defs)
-        )
+        expected = expected_names(_accepted(error, error.expected), terminal_defs)
+        return DslSyntaxError(f"unexpected {text!r}", token.line, token.column, text, expected)
     if isinstance(error, UnexpectedCharacters):
         char = source[error.pos_in_stream]
-        return DslSyntaxError(
-            f"unexpected character {char!r}", error.line, error.column, char,
-            expected_names(error.allowed or (), terminal_defs),
-        )
-    expected = getattr(error, "expected", None) or ()
+        expected = expected_names(_accepted(error, error.allowed), terminal_defs)
+        return DslSyntaxError(f"unexpected character {char!r}", error.line, error.column, char, expected)
     line, column = end_position(source)
     if isinstance(error, (UnexpectedToken, UnexpectedEOF)):
-        return DslSyntaxError("unexpected end of input", line, column, "", expected_names(expected, terminal_defs))
+        expected = expected_names(_accepted(error, getattr(error, "expected", ())), terminal_defs)
+        return DslSyntaxError("unexpected end of input", line, column, "", expected)
     return DslSyntaxError(str(error), line, column)

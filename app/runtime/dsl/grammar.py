@@ -23,8 +23,6 @@ others stay valid identifiers everywhere else (``channel.type``, ``memory =
 
 from __future__ import annotations
 
-import threading
-
 from lark import Lark
 
 KEYWORDS = (
@@ -156,13 +154,12 @@ BLOCK_COMMENT.4: /\/\*[\s\S]*?(\*\/|\Z)/
 
 def _expression_rules() -> str:
     lines = []
+    below = [level for level, _ in LEVELS[1:]] + ["unary"]
     for suffix, right in VARIANTS.items():
-        lines.append(f"expr{suffix}: " + ("or" + suffix if suffix == "_c" else f"lambda | or{suffix}"))
-        lines[-1] = "?" + lines[-1]
-        for (level, ops), (below, _) in zip(LEVELS, LEVELS[1:] + (("unary", ""),)):
-            lines.append(
-                f"?{level}{suffix}: {level}{suffix} ({ops}) {below}{right} -> binary | {below}{suffix}"
-            )
+        # A lambda's body runs to the end of the expression, so it sits above every operator.
+        lines.append(f"?expr{suffix}: or{suffix}" if suffix == "_c" else f"?expr{suffix}: lambda | or{suffix}")
+        for (level, ops), lower in zip(LEVELS, below, strict=True):
+            lines.append(f"?{level}{suffix}: {level}{suffix} ({ops}) {lower}{right} -> binary | {lower}{suffix}")
         lines.append(f"?unary{suffix}: (UNARY_OP | NOT) unary{right} -> unary | postfix{suffix}")
         lines.append(
             f"?postfix{suffix}: postfix{suffix} \".\" NAME -> member\n"
@@ -180,18 +177,8 @@ def _keyword_terminals() -> str:
 
 GRAMMAR = STRUCTURE + "\n" + _expression_rules() + "\n" + _keyword_terminals() + "\n"
 
-_lock = threading.Lock()
-_parser: Lark | None = None
 
-
-def parser(transformer=None, lexer_callbacks=None) -> Lark:
-    """The process-wide parser (building the LALR tables takes a moment, so once)."""
-    global _parser
-    if _parser is None:
-        with _lock:
-            if _parser is None:
-                _parser = Lark(
-                    GRAMMAR, parser="lalr", lexer="contextual", transformer=transformer,
-                    lexer_callbacks=lexer_callbacks or {}, maybe_placeholders=True,
-                )
-    return _parser
+def build(transformer, lexer_callbacks: dict) -> Lark:
+    """A parser that hands every reduction to ``transformer`` (so no tree is built)."""
+    return Lark(GRAMMAR, parser="lalr", lexer="contextual", transformer=transformer,
+                lexer_callbacks=lexer_callbacks, maybe_placeholders=True)

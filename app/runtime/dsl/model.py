@@ -1,7 +1,7 @@
 """What a parsed program holds, and how it is stored.
 
 Statements and expressions are kept as plain JSON trees (dicts with a ``type``
-key, documented in ``docs/runtime-dsl.md``), so a stored definition is exactly
+key, documented in this package's ``README.md``), so a stored definition is exactly
 ``Program.to_dict()`` and ``Program.from_dict`` only rebuilds the few classes
 around the trees. Convenience views (``with_options``, a rule's ``value``, a
 block's ``properties``) are computed from the trees; ``to_dict`` writes them

@@ -28,6 +28,7 @@ class FakeTelegram(FakeHttp):
         self.webhook_deleted = 0
         self.conflict = False  # answer getUpdates with 409, as when another client polls
         self.handed_out: list[int] = []  # every update_id returned by getUpdates, in order
+        self.failing_sends = 0  # this many next sendMessage calls fail with 500
 
     def message(self, chat_id: int, user_id: int, text: str, username: str | None = None) -> int:
         """A user writes to the bot; the update id."""
@@ -84,6 +85,10 @@ class FakeTelegram(FakeHttp):
 
     def _sendMessage(self, params):
         text = str(params.get("text", ""))
+        with self.lock:
+            if self.failing_sends > 0:
+                self.failing_sends -= 1
+                return 500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
         if not text or len(text) > 4096:
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"}
         with self.lock:
