@@ -6,4 +6,7 @@ a ``settings.py`` with ``SECTIONS``. Kept import-light: gunicorn's master reads
 it to assemble the settings schema.
 """
 
-AREAS = ("status", "config", "logs", "agent", "sessions", "hooks", "channels", "mcp", "runtime", "plugins", "skills", "review")
+AREAS = (
+    "status", "config", "logs", "agent", "sessions", "hooks",
+    "channels", "mcp", "runtime", "plugins", "skills", "review",
+)

@@ -31,10 +31,15 @@ class PluginRefused(ApiError):
     status, code, default_message = 422, "plugin_refused", "The plugin cannot be loaded"
 
 
-def _host() -> hosts.PluginHost:
+def _host(settings, name: str) -> hosts.PluginHost:
+    """This worker's plugin host, once ``name`` is known to be a plugin (404 first, whatever the process)."""
     host = hosts.current()
     if host is None:
+        known = manifests.names(manifests.plugins_dir(settings))
+        if name not in known:
+            raise NotFound(f"No plugin named {name!r}", details={"plugins": known})
         raise ServiceUnavailable("Plugins are not running in this process (it serves no requests)")
+    _known(host, name)
     return host
 
 
@@ -96,10 +101,9 @@ def _known(host: hosts.PluginHost, name: str) -> None:
                                                                           | set(manifests.names(host.root)))})
 
 
-def reload(name: str) -> dict:
+def reload(settings, name: str) -> dict:
     """Load the directory's current content here, then in every other worker."""
-    host = _host()
-    _known(host, name)
+    host = _host(settings, name)
     try:
         entry = host.reload(name)
     except hosts.PluginTrouble as exc:
@@ -112,10 +116,9 @@ def reload(name: str) -> dict:
     return answer
 
 
-def set_disabled(name: str, disabled: bool) -> dict:
+def set_disabled(settings, name: str, disabled: bool) -> dict:
     """Persist the flag, and withdraw (or offer again) the plugin's tools in every worker."""
-    host = _host()
-    _known(host, name)
+    host = _host(settings, name)
     now = utcnow()
     with transaction():
         (PluginSetting.insert(name=name, disabled=disabled, updated_at=now)

@@ -14,15 +14,16 @@ import json
 import marshmallow as ma
 
 from app.core.db import iso
-from app.core.schema import JsonValue
+from app.core.schema import JSON_VALUE, JsonValue
 from app.review import service, workflow
-from app.review.models import CHANGES_REQUESTED, REJECTED, ReviewAnalysis, ReviewSession
+from app.review.models import CHANGES_REQUESTED, REJECTED, STATES, ReviewAnalysis, ReviewSession
 
 MAX_NAME = 200
 MAX_VERSION = 100
 MAX_TEXT = 10_000
 MAX_PAGE_LIMIT = 100
 LANGUAGES = ("python", "javascript", "typescript")
+STATUS_FILTERS = tuple(sorted(set(STATES) | set(service.SDK_STATUSES)))
 # The SDK's five finding categories; a code finding's own category maps to the nearest (``state``).
 SDK_CATEGORIES = {
     "schema_injection": "schema_injection", "privilege_escalation": "privilege_escalation",
@@ -41,34 +42,42 @@ def _name(maximum: int, **kwargs):
     return ma.fields.String(validate=ma.validate.Length(min=1, max=maximum), **kwargs)
 
 
+class OpenSchema(ma.Schema):
+    """An object that keeps the keys it does not name, each a bounded JSON value (as documented)."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+        openapi = {"additionalProperties": {"$ref": JSON_VALUE}}
+
+    @ma.validates_schema(pass_original=True)
+    def bounded_values(self, data, original_data, **kwargs):
+        if isinstance(original_data, dict):
+            JsonValue().deserialize(original_data)
+
+
 class ReviewMetadataSchema(ma.Schema):
     description = _text(MAX_TEXT, load_default="")
     author = _text(MAX_NAME, load_default="")
     permissions = ma.fields.List(_name(64), load_default=list, validate=ma.validate.Length(max=64))
 
 
-class ReviewProviderSchema(ma.Schema):
-    class Meta:
-        unknown = ma.INCLUDE
-
+class ReviewProviderSchema(OpenSchema):
     name = _name(MAX_NAME, required=True)
     public_key_url = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=2000))
 
 
-class ReviewToolSchemaSchema(ma.Schema):
-    class Meta:
-        unknown = ma.INCLUDE
-
+class ReviewToolSchemaSchema(OpenSchema):
     type = ma.fields.String(load_default="object")
     properties = ma.fields.Dict(keys=ma.fields.String(), values=JsonValue(), load_default=dict)
     required = ma.fields.List(ma.fields.String(), load_default=list)
 
 
-class ReviewToolSchema(ma.Schema):
+class ReviewToolSchema(OpenSchema):
     """The SDK's tool: a schema to review instead of source code."""
 
-    class Meta:
-        unknown = ma.INCLUDE
+    class Meta(OpenSchema.Meta):
+        openapi = {"anyOf": [{"required": ["tool_schema"]}, {"required": ["schema"]}],
+                   "additionalProperties": {"$ref": JSON_VALUE}}
 
     name = _name(MAX_NAME, required=True)
     description = _text(MAX_TEXT, required=True)
@@ -86,14 +95,20 @@ class ReviewToolSchema(ma.Schema):
 class SubmitSchema(ma.Schema):
     """The reference's source submission, or the SDK's ``{tool, submitted_by, priority}``."""
 
+    class Meta:
+        # With ``tool`` it is the SDK's shape, whatever else it carries.
+        openapi = {"oneOf": [{"required": ["tool_name", "tool_version", "source_code"], "not": {"required": ["tool"]}},
+                             {"required": ["tool", "submitted_by"]}]}
+
     tool_name = _name(MAX_NAME)
     tool_version = _name(MAX_VERSION)
-    source_code = ma.fields.String(metadata={"description": "The tool's source; at most [review] max_source_bytes"})
+    source_code = ma.fields.String(validate=ma.validate.Regexp(r"^\s*\S", error="must not be blank"),
+                                   metadata={"description": "The tool's source; at most [review] max_source_bytes"})
     metadata = ma.fields.Nested(ReviewMetadataSchema, load_default=dict)
     language = ma.fields.String(validate=ma.validate.OneOf(LANGUAGES), load_default=None,
                                 metadata={"description": "Detected from the code when not given"})
     tool = ma.fields.Nested(ReviewToolSchema)
-    submitted_by = _text(MAX_NAME)
+    submitted_by = _name(MAX_NAME)
     priority = ma.fields.String(validate=ma.validate.OneOf(("low", "normal", "high", "critical")))
 
     @ma.validates_schema
@@ -110,7 +125,8 @@ class SubmitSchema(ma.Schema):
 class ListQuerySchema(ma.Schema):
     page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=1_000_000))
     limit = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=MAX_PAGE_LIMIT))
-    status = ma.fields.String(load_default=None, validate=ma.validate.Length(max=32))
+    status = ma.fields.String(load_default=None, validate=ma.validate.OneOf(STATUS_FILTERS),
+                              metadata={"description": "The SDK's status or the workflow's state"})
     author = ma.fields.String(load_default=None, validate=ma.validate.Length(max=MAX_NAME))
 
 

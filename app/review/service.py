@@ -274,7 +274,7 @@ def signed(review_id: str) -> tuple[ReviewSession, ReviewSignature]:
 
 def sign_now(review_id: str, settings) -> tuple[ReviewSession, ReviewSignature]:
     """Sign an approved review now (the SDK asks for it); a signed one answers its signature."""
-    from app.review import workflow
+    from app.review import workflow  # here: the workflow's jobs use this module's rules
 
     row = get_session(review_id)
     if row.status == SIGNED:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from app.core import offhub
 from app.core.errors import BadRequest
@@ -105,8 +106,11 @@ def _string(value: str) -> str:
 def _value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # The DSL has no exponent notation: the same digits, written out (3e-05 -> 0.00003).
+        return format(Decimal(repr(value)), "f")
     return _string(str(value))
 
 

@@ -32,7 +32,7 @@ AGENT_IDS_DOC = {"responses": {200: {"description": "The id of every agent",
                                      "content": {"application/json": {"schema": {
                                          "type": "array", "items": {"type": "string"}}}}}}}
 IDEMPOTENCY_DOC = {"parameters": [{"in": "header", "name": "Idempotency-Key", "required": False,
-                                   "schema": {"type": "string", "maxLength": service.MAX_KEY_CHARS},
+                                   "schema": {"type": "string", "pattern": service.KEY_PATTERN.pattern},
                                    "description": "The same key for the same agent returns the same execution"}]}
 
 

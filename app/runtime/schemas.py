@@ -30,11 +30,17 @@ def _text(maximum: int, **kwargs):
     return ma.fields.String(validate=ma.validate.Length(max=maximum), **kwargs)
 
 
+# A program in the Symbiont DSL: no JSON schema can say which strings parse (the OpenAPI
+# format names the grammar, app/runtime/dsl/README.md).
+DSL_FORMAT = "symbiont-dsl"
+
+
 class AgentCreateSchema(ma.Schema):
     """The reference's ``{name, dsl}``, or the SDK's agent body (no ``dsl``), which becomes an equivalent DSL."""
 
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=MAX_ID))
-    dsl = ma.fields.String(load_default=None, metadata={"description": "The agent in the Symbiont DSL"})
+    dsl = ma.fields.String(load_default=None, metadata={"description": "The agent in the Symbiont DSL",
+                                                        "format": DSL_FORMAT})
     id = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Regexp(ID_PATTERN),
                           metadata={"description": "Kept when given (the SDK chooses one); a UUID otherwise"})
     description = _text(2000, load_default="", allow_none=True)
@@ -51,7 +57,7 @@ class AgentCreateSchema(ma.Schema):
 
 class AgentUpdateSchema(ma.Schema):
     name = ma.fields.String(validate=ma.validate.Length(min=1, max=MAX_ID))
-    dsl = ma.fields.String()
+    dsl = ma.fields.String(metadata={"description": "The agent in the Symbiont DSL", "format": DSL_FORMAT})
 
     class Meta:
         openapi = {"minProperties": 1}

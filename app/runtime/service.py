@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from datetime import timedelta
@@ -45,6 +46,8 @@ from app.runtime.models import (
 WORKFLOW_POLL_SECS = 0.05
 ACTIVITY_WINDOW_SECS = 60.0
 MAX_KEY_CHARS = 200
+# Printable ASCII, no space at either end (a header value's edges are trimmed in transit).
+KEY_PATTERN = re.compile(rf"^[!-~](?:[ -~]{{0,{MAX_KEY_CHARS - 2}}}[!-~])?$")
 
 
 class WorkflowTimedOut(ApiError):
@@ -203,10 +206,10 @@ def status_counts(_settings) -> dict:
 def _check_key(key: str | None) -> str | None:
     if key is None:
         return None
-    key = key.strip()
-    if not key or len(key) > MAX_KEY_CHARS or not key.isprintable():
-        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} printable characters",
-                         details={"Idempotency-Key": ["1 to 200 printable characters"]})
+    if not KEY_PATTERN.match(key):
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} printable ASCII characters",
+                         details={"Idempotency-Key": [f"1 to {MAX_KEY_CHARS} printable ASCII characters, "
+                                                      "not starting or ending with a space"]})
     return key
 
 

@@ -12,19 +12,29 @@ private targets are allowed so that the receiver is a valid hook target.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from app.hooks.schemas import URL_PATTERN
 from app.hooks.targets import MAX_URL_LENGTH
+from app.runtime.schemas import DSL_FORMAT
 from tests.hooks.receiver import Receiver
 
 URL = re.compile(URL_PATTERN)
+NAMES = st.from_regex(r"\A[a-z][a-z0-9_]{0,30}\Z")
+# Strings of the documented "symbiont-dsl" format: programs that parse (no JSON schema can say which do).
+DSL_PROGRAMS = st.builds(
+    lambda name, capabilities, timeout: (f"agent {name}() {{\n  capabilities = {json.dumps(capabilities)}\n"
+                                         f"  with timeout = {timeout}.seconds {{ return true; }}\n}}\n"),
+    NAMES, st.lists(NAMES, max_size=4), st.integers(min_value=1, max_value=300))
+schemathesis.openapi.format(DSL_FORMAT, DSL_PROGRAMS)
 MAX_EXAMPLES = 15
 STREAM_READ_SECS = 0.5
 

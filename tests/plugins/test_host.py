@@ -15,7 +15,7 @@ from app.plugins.models import PluginState
 from tests.plugins import wat
 from tests.support.wait import wait_until
 
-SLOW = 300_000_000  # about a second of counting
+SLOW = 600_000_000  # about two seconds of counting
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def plugin_root(tmp_path):
 
 @pytest.fixture
 def app(app_factory, plugin_root):
-    return app_factory({"plugins": {"dir": str(plugin_root), "max_fuel": 10**12}})
+    return app_factory({"plugins": {"dir": str(plugin_root), "max_fuel": 10**12, "max_execution_time_ms": 30000}})
 
 
 @pytest.fixture
@@ -134,7 +134,8 @@ def test_a_broken_new_version_keeps_the_old_one_running(make_host, registry, app
 
 def test_disabled_withdraws_the_tools_and_survives_a_restart(make_host, registry, app):
     make_host()
-    assert service.set_disabled("weather", True) == {"name": "weather", "status": "disabled"}
+    settings = app.extensions["lockgate"].settings
+    assert service.set_disabled(settings, "weather", True) == {"name": "weather", "status": "disabled"}
     assert registry.get("get_weather") is None
     assert listed()["weather"]["status"] == "disabled"
     assert service.status_counts(None) == {"plugins": {"loaded": 0, "total": 1}}
@@ -146,7 +147,7 @@ def test_disabled_withdraws_the_tools_and_survives_a_restart(make_host, registry
     assert restarted.entries["weather"].loaded is not None and restarted.entries["weather"].disabled
     assert fresh_registry.get("get_weather") is None
 
-    assert service.set_disabled("weather", False) == {"name": "weather", "status": "loaded"}
+    assert service.set_disabled(settings, "weather", False) == {"name": "weather", "status": "loaded"}
     assert registry.get("get_weather") is not None
     restarted.on_event("plugin.enabled", {"name": "weather"})
     assert fresh_registry.get("get_weather") is not None

@@ -127,7 +127,8 @@ def test_risky_tool_waits_for_a_reviewer_then_is_signed(app, client, auth, revie
         signed = settled(client, auth("read"), review_id, "signed")
     assert signed["decision"]["conditions"] == ["no network"]
     manifest = client.get(f"{BASE}/signing/{review_id}", headers=auth("read")).get_json()["manifest"]
-    assert manifest["review"]["conditions"] == ["no network"] and manifest["review"]["reviewer_id"] == "alice@example.com"
+    assert manifest["review"]["conditions"] == ["no network"]
+    assert manifest["review"]["reviewer_id"] == "alice@example.com"
 
 
 def test_rejection_and_request_changes_with_resubmission(app, client, auth, reviewer):
@@ -184,7 +185,7 @@ def test_errors_speak_the_reference_vocabulary(app, client, auth):
     error = missing.get_json()["error"]
     assert error["code"] == "INVALID_REQUEST" and error["message"] == "Source code is required"
     assert error["details"]["field"] == "source_code" and error["details"]["reason"] == "missing_required_field"
-    for bad_source, reason in (("   ", "unanalysable"), ("a\x00b", "invalid_json")):
+    for bad_source, reason in (("   ", "invalid_value"), ("a\x00b", "invalid_json")):
         refused = client.post(f"{BASE}/sessions", json=submission(bad_source), headers=auth("write"))
         assert refused.status_code == 400
         details = refused.get_json()["error"]["details"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import shutil
@@ -52,8 +54,6 @@ def cryptography_only(data: bytes, root_pem: bytes) -> None:
                                     hashes.SHA256())
     manifest = json.loads(files["manifest.json"])
     for path, digest in manifest["files"].items():
-        import hashlib
-
         assert hashlib.sha256(files[path]).hexdigest() == digest, path
 
 
@@ -171,7 +171,8 @@ def test_cli_init_rotate_and_verify(app_factory, tmp_path):
         assert runner.invoke(args=["signing", "rotate"]).exit_code == 0
         verified = runner.invoke(args=["tools", "verify", str(path)])
         assert verified.exit_code == 0 and "OK: adder 1.0.0" in verified.output and first in verified.output
-        with_root = runner.invoke(args=["tools", "verify", str(path), "--root", str(tmp_path / "cli-keys" / "root.pem")])
+        root = str(tmp_path / "cli-keys" / "root.pem")
+        with_root = runner.invoke(args=["tools", "verify", str(path), "--root", root])
         assert with_root.exit_code == 0
         data = bytearray(path.read_bytes())
         data[offsets(bytes(data))["source/tool.py"]] ^= 0x20
@@ -190,8 +191,6 @@ def test_schemapin_signature_verifies_over_canonical_json(keys):
     schema = {"name": "weather", "description": "Ünïcode", "inputSchema": {"b": 1, "a": [1, 2]}}
     signature = pin.sign(schema)
     public = serialization.load_pem_public_key(pin.public_key_pem().encode())
-    import base64
-
     canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     public.verify(base64.b64decode(signature), canonical, ec.ECDSA(hashes.SHA256()))
     assert stat.S_IMODE((keys / "schemapin.key").stat().st_mode) == 0o600

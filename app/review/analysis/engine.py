@@ -1,7 +1,7 @@
 """``analyze``: one submitted tool's source through every rule for its language.
 
-Pure: the answer depends only on the arguments (and the installed rule
-versions), and the submitted code is parsed, never executed or imported. It
+Pure: the answer depends only on the arguments and the installed rule
+versions (``stats.duration_ms`` aside), and the submitted code is parsed, never executed or imported. It
 is meant to run in a subprocess with limits; input that cannot be analysed
 raises ``AnalysisInputError``, and code too complex to parse becomes a
 finding rather than a crash.
