@@ -301,8 +301,13 @@ def _workflow_agent(workflow_id: str, agent_id: str | None) -> RuntimeAgent | No
     return agent
 
 
+# What a program starts with: a comment or a top-level item (app/runtime/dsl/README.md).
+SOURCE_START = re.compile(r"\s*(?://|#|/\*|(?:agent|metadata|policy|type|function|schedule|channel|memory|webhook)\b)")
+
+
 def _looks_like_source(text: str) -> bool:
-    return "{" in text or "\n" in text or " " in text.strip()
+    """DSL source rather than an agent's id or name: syntax errors in it then get their position (400)."""
+    return SOURCE_START.match(text) is not None
 
 
 def start_workflow(settings, body: dict) -> RuntimeExecution:
