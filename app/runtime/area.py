@@ -14,6 +14,7 @@ AREA = Area(
         "agent.execution.failed": "A runtime execution failed or timed out",
     },
     status=service.status_counts,
+    jobs=(executor.KIND,),
     background=(executor.start,),
     # Symbiont deployments set API_AUTH_TOKEN; it is accepted on this API only.
     env_tokens=(EnvToken("API_AUTH_TOKEN", "write", frozenset({"runtime", "agents"})),),

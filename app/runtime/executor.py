@@ -330,8 +330,6 @@ def sweep_once(settings) -> None:
             log.debug("retention removed %d finished executions", removed)
 
 
-def start(state) -> jobs.Pool:
-    """This worker's share of the executions (in its job pool), and the (singleton) retention sweep."""
-    pool = jobs.start(state, [KIND])
+def start(state) -> None:
+    """The (singleton) retention sweep; executions run in the worker's job pool (the area declares KIND)."""
     run_singleton("runtime-retention", lambda: RETENTION_INTERVAL_SECS, lambda: sweep_once(state.settings))
-    return pool
