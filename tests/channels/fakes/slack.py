@@ -1,4 +1,4 @@
-"""A Slack Web API and Socket Mode server for tests, from https://api.slack.com/apis/socket-mode.
+"""A Slack Web API and Socket Mode server for tests, written from Slack's Socket Mode documentation.
 
 Web API methods are ``POST /<method>`` with ``Authorization: Bearer <token>`` answering
 ``{"ok": ...}``: ``auth.test`` and ``chat.postMessage`` take the bot token (``xoxb-``),
