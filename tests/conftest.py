@@ -31,7 +31,15 @@ def app_factory(tmp_path, db_url, monkeypatch):
         path = write_config(tmp_path / "lockgate.toml", merge({"database": {"url": db_url}}, config))
         return create_app(load_settings(path))
 
-    return build
+    yield build
+    # What the apps of this test started in this process (tail loops, the log store of a CLI
+    # command) ends with the test, before its database is dropped and another one opened.
+    from app.core import background
+    from app.core import logging as core_logging
+
+    stuck = background.reset()
+    core_logging.uninstall()
+    assert not stuck, f"background tasks that did not stop: {stuck}"
 
 
 @pytest.fixture

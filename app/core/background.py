@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 log = logging.getLogger("core::background")
 
@@ -109,6 +110,18 @@ def stop() -> None:
             log.exception("shutdown callback failed")
 
 
-def reset_for_tests() -> None:
+def reset(timeout: float = 5.0) -> list[str]:
+    """Stop every task, wait for them, and forget the shutdown: the process is as if newly started.
+
+    For a process that hosts one app after another (the test suite), so that
+    no loop of an earlier app keeps working on whatever database comes next.
+    Returns the names of tasks that did not end within ``timeout``.
+    """
+    stop()
+    with _tasks_guard:
+        tasks = list(_tasks)
+    deadline = time.monotonic() + timeout
+    stuck = [task.name for task in tasks if not task.join(max(0.0, deadline - time.monotonic()))]
     _stopping.clear()
     _stop_callbacks.clear()
+    return stuck

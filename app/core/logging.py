@@ -139,6 +139,7 @@ def install(level: str = "info") -> DatabaseHandler:
         console.setLevel(logging.WARNING)
         console.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
         console.addFilter(secrets)
+        console.lockgate_console = True
         root.addHandler(console)
         spawn_loop("log-flush", lambda: FLUSH_INTERVAL, _handler.flush_to_database)
         on_stop(_handler.flush_to_database)
@@ -146,6 +147,16 @@ def install(level: str = "info") -> DatabaseHandler:
     # Query logging of the ORM would log its own log writes.
     logging.getLogger("peewee").setLevel(logging.INFO)
     return _handler
+
+
+def uninstall() -> None:
+    """Detach what ``install`` attached (its flush loop ends with ``background.reset``)."""
+    global _handler
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler is _handler or getattr(handler, "lockgate_console", False):
+            root.removeHandler(handler)
+    _handler = None
 
 
 def set_level(level: str) -> None:

@@ -53,7 +53,7 @@ class StreamTally(BaseModel):
 
 _local: set[str] = set()  # slot ids of this worker's open streams
 _local_lock = threading.Lock()
-_renewing = False
+_renewing = None  # the renewing loop's task
 
 
 class Slot:
@@ -112,10 +112,8 @@ def _start_renewing() -> None:
     # Started by the first stream a worker opens, like the tailers: no stream, no loop.
     global _renewing
     with _local_lock:
-        if _renewing:
-            return
-        _renewing = True
-    spawn_loop("stream-slots", lambda: RENEW_INTERVAL, renew)
+        if _renewing is None or not _renewing.is_alive():
+            _renewing = spawn_loop("stream-slots", lambda: RENEW_INTERVAL, renew)
 
 
 def renew() -> int:

@@ -25,16 +25,16 @@ class Tailer:
         self.last_id = None
         self._subscribers: list[Callable] = []
         self._lock = threading.Lock()
-        self._started = False
+        self._task = None
         self._wakeup = threading.Event()
 
     def subscribe(self, callback: Callable) -> Callable:
         """``callback(rows)`` for each batch of new rows; returns an unsubscribe function."""
         with self._lock:
             self._subscribers.append(callback)
-            if not self._started:
-                self._started = True
-                spawn_loop(f"tail-{self.model._meta.table_name}", lambda: self.interval, self.poll)
+            if self._task is None or not self._task.is_alive():
+                self.last_id = None  # a loop that stopped saw nothing since: start from the head
+                self._task = spawn_loop(f"tail-{self.model._meta.table_name}", lambda: self.interval, self.poll)
 
         def unsubscribe():
             with self._lock:

@@ -143,7 +143,9 @@ def test_streams_end_cleanly_on_graceful_shutdown(server_factory):
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     for stream in streams:
-        assert stream.next_event() is None
+        # Records the server logged meanwhile may still arrive; then the body ends.
+        while stream.next_event() is not None:
+            assert time.monotonic() - started < 8
         assert stream.ended  # the chunked body was terminated, not cut
         stream.close()
     assert server.process.wait(15) == 0
