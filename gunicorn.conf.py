@@ -29,6 +29,10 @@ worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY") or _settings.get("gateway.workers") or max(2, os.cpu_count() or 1))
 # Open SSE streams each hold a connection: leave room for thousands.
 worker_connections = 10000
+# Thousands of dashboards reconnect at once after a restart: connections wait in the
+# listen queue until a worker accepts them, and the kernel resets those beyond it. The
+# kernel caps this at net.core.somaxconn (4096 on current Linux; see docs/operations.md).
+backlog = 4096
 timeout = 30
 graceful_timeout = 15
 keepalive = 5

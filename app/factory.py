@@ -13,7 +13,7 @@ from importlib import metadata
 from flask import Flask, current_app, g, request
 
 from app.core import errors, events, jsonbody, migrate, startup
-from app.core.api import Api, api_config, rate_group, required_scope
+from app.core.api import Api, api_config, route_policy
 from app.core.areas import areas
 from app.core.auth import Principal, authenticate, unauthorized
 from app.core.clientip import client_address
@@ -51,9 +51,15 @@ class Lockgate:
                 listener(self.settings)
 
 
+class LockgateFlask(Flask):
+    def ensure_sync(self, func):
+        # No view or hook is a coroutine: skip the check Flask makes for every hook of every request.
+        return func
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
-    app = Flask("lockgate")
+    app = LockgateFlask("lockgate")
     version = package_version()
     app.config.update(api_config(version))
     app.config["MAX_CONTENT_LENGTH"] = settings.get("gateway.max_body_bytes")
@@ -99,22 +105,28 @@ def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
 
     @app.before_request
     def begin_request():
-        g.started = time.perf_counter()
-        supplied = request.headers.get("X-Request-ID", "")
-        g.request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        # The request and g proxies are resolved once: every lookup through them costs.
+        req, ctx = request._get_current_object(), g._get_current_object()
+        ctx.started = time.perf_counter()
+        supplied = req.headers.get("X-Request-ID", "")
+        ctx.request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
         state.refresh_settings()
-        principal = authenticate(request.headers.get("Authorization"), env_tokens=env_tokens)
-        g.principal = principal
-        _apply_rate_limit(state, principal)
-        _authorise(app, principal)
-        jsonbody.check_url(request)
+        authorization = req.headers.get("Authorization")
+        principal = authenticate(authorization, env_tokens=env_tokens)
+        ctx.principal = principal
+        policy = route_policy(app, req.endpoint, req.path, req.method)
+        ctx.rate_limit = _apply_rate_limit(state, req, principal, policy.rate_group)
+        _authorise(req, principal, policy.scope, authorization)
+        jsonbody.check_url(req)
 
     @app.after_request
     def finish_request(response):
-        decision = g.get("rate_limit")
+        ctx = g._get_current_object()
+        decision = getattr(ctx, "rate_limit", None)
+        headers = response.headers
         if decision is not None:
-            response.headers.update(decision.headers())
-        response.headers["X-Request-ID"] = g.get("request_id", "")
+            headers.update(decision.headers())
+        headers["X-Request-ID"] = getattr(ctx, "request_id", "")
         _log_access(response)
         return response
 
@@ -134,32 +146,29 @@ def _log_access(response) -> None:
                        elapsed, g.get("request_id"))
 
 
-def _apply_rate_limit(state: Lockgate, principal: Principal | None) -> None:
+def _apply_rate_limit(state: Lockgate, req, principal: Principal | None, group: str):
     if principal is not None:
         identity = f"token:{principal.token_id}"
     else:
         trusted = state.settings.get("gateway.trusted_proxies") or []
-        identity = "ip:" + client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted)
-    group = rate_group(current_app, request.endpoint, request.path, request.method)
+        identity = "ip:" + client_address(req.remote_addr, req.headers.get("X-Forwarded-For"), trusted)
     decision = state.limiter.hit(group, identity)
-    g.rate_limit = decision
     if decision is not None and not decision.allowed:
         raise RateLimited(
             f"Rate limit of {decision.limit} requests exceeded; retry in {decision.retry_after}s",
             details={"limit": decision.limit, "retry_after": decision.retry_after},
             headers=decision.headers(),
         )
+    return decision
 
 
-def _authorise(app: Flask, principal: Principal | None) -> None:
-    if request.endpoint is None or request.endpoint.startswith("api-docs."):
-        return  # unknown route or method: the 404/405 comes next; docs are public
-    scope = required_scope(app.view_functions[request.endpoint], request.method)
+def _authorise(req, principal: Principal | None, scope: str | None, authorization: str | None) -> None:
+    # No scope: a public route, the docs, or an unknown route or method (its 404/405 comes next).
     if scope is None:
         return
     if principal is None:
-        raise unauthorized(request.headers.get("Authorization"))
-    refusal = principal.refusal(scope, request.blueprint)
+        raise unauthorized(authorization)
+    refusal = principal.refusal(scope, req.blueprint)
     if refusal is not None:
         raise Forbidden(refusal, details={"required_scope": scope})
 

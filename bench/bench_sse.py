@@ -57,6 +57,7 @@ from tests.support.sse import SseStream  # noqa: E402
 
 MODULE = "bench::sse"
 OPENS_PER_TOKEN_PER_SEC = 25
+STREAMS_PER_TOKEN = 80
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,11 +85,14 @@ def client_main(argv) -> int:
     ids = array.array("q")
     times = array.array("d")
     stats = {"opened": 0, "failed": 0, "rejected_429": 0, "ended_clean": 0, "ended_abrupt": 0,
-             "open_seconds": 0.0, "heartbeats": 0}
+             "open_seconds": 0.0, "heartbeats": 0, "failures": {}}
     ready = gevent.event.Event()
     stop = gevent.event.Event()
     pending = [args.streams]
     streams: list[SseStream] = []
+
+    def note_failure(reason: str) -> None:
+        stats["failures"][reason] = stats["failures"].get(reason, 0) + 1
 
     def one_done():
         pending[0] -= 1
@@ -107,6 +111,7 @@ def client_main(argv) -> int:
             gevent.sleep(int(stream.headers.get("retry-after") or 1))
         if stream.status != 200:
             stats["failed"] += 1
+            note_failure(f"HTTP {stream.status}")
             stream.close()
             one_done()
             return None
@@ -117,8 +122,9 @@ def client_main(argv) -> int:
         started = time.monotonic()
         try:
             stream = open_stream(token)
-        except OSError:
+        except OSError as exc:
             stats["failed"] += 1
+            note_failure(type(exc).__name__)
             one_done()
             return
         if stream is None:
@@ -146,6 +152,7 @@ def client_main(argv) -> int:
             stats["ended_abrupt"] += 1
         if not counted:
             stats["failed"] += 1
+            note_failure("ended before its first bytes")
             one_done()
 
     greenlets = []
@@ -243,7 +250,9 @@ def main() -> int:
               f"records/s for {args.duration:g} s; {nofile_note}")
         server.start(settle=1.0)
 
-        n_tokens = max(1, math.ceil(args.streams / OPENS_PER_TOKEN_PER_SEC / 4))
+        # Enough tokens to open under the per-token rate limit, and each well under
+        # [gateway] max_streams_per_token (100): the warm-up's streams hold slots a while.
+        n_tokens = max(1, math.ceil(args.streams / OPENS_PER_TOKEN_PER_SEC / 4), math.ceil(args.streams / STREAMS_PER_TOKEN))
         tokens = [server.cli_token("read", name="bench-sse")]
         from app.core.auth import create_token
         from app.core.db import advisory_lock, connection, init_database, transaction, utcnow
@@ -303,6 +312,12 @@ def main() -> int:
         print(f"opened {opened} streams in {open_secs:.1f} s ({failed} failed, {rejected} opens answered 429 and "
               f"retried); mean time to first bytes "
               f"{sum(s['open_seconds'] for s in ready_stats) / max(1, opened):.2f} s")
+        reasons: dict[str, int] = {}
+        for each in ready_stats:
+            for reason, count in each["failures"].items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        if reasons:
+            print("failed opens by reason: " + ", ".join(f"{reason} x{count}" for reason, count in sorted(reasons.items())))
 
         # Deliver a few records so every stream's buffers exist, then measure memory.
         for seq in range(3):

@@ -18,9 +18,9 @@ seen (429s included), since that is the code path a default deployment takes.
 
 Load comes from wrk (``apt-get install -y wrk``) with bench/wrk_status.lua,
 which adds the Authorization header and counts status codes. Ratios are
-Lockgate / bare: 1.0 means as fast as the bare route; the target is
-authenticated status >= 0.5 of bare Flask in requests/s. Nothing here
-asserts: it prints figures.
+Lockgate / bare: 1.0 means as fast as the bare route. The targets are by
+worker CPU per request (bare / target): authenticated status >= 0.7 and the
+health probe >= 0.8. Nothing here asserts: it prints figures.
 """
 
 from __future__ import annotations
@@ -181,10 +181,11 @@ def main() -> int:
                   f"{rps / base_rps:>11.2f}{p99 / base_p99:>11.2f}{base_cpu / cpu:>11.2f}")
         print("  (rps ratio = target req/s / bare req/s; p99 ratio = target p99 / bare p99, lower is better;")
         print("   CPU ratio = bare worker CPU per request / target worker CPU per request)")
-        ratio = median("status", "rps") / base_rps
-        print(f"\n  authenticated status / bare Flask = {ratio:.2f} (target >= 0.5: "
-              f"{'met' if ratio >= 0.5 else 'missed'})")
-        print(f"  health / bare Flask = {median('health', 'rps') / base_rps:.2f}")
+        # The targets compare worker CPU per request: throughput also moves with whatever else runs.
+        for name, target in (("status", 0.7), ("health", 0.8)):
+            ratio = base_cpu / median(name, "cpu_ms_per_req")
+            print(f"  {name} / bare Flask by worker CPU per request = {ratio:.2f} "
+                  f"(target >= {target}: {'met' if ratio >= target else 'missed'})")
         worst = max(r["load"]["other_cores"] for rs in results.values() for r in rs)
         print(f"  other processes used up to {worst:.2f} cores during a measurement"
               + ("  -- the machine was not quiet: compare CPU ms/req, or run again" if worst > 0.1 else ""))

@@ -17,6 +17,9 @@ page works without internet.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import marshmallow as ma
 import swagger_ui_bundle
 from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
@@ -49,6 +52,11 @@ class ErrorSchema(ma.Schema):
     error = ma.fields.Nested(ErrorBodySchema, required=True)
 
 
+@functools.cache
+def _schema_instance(schema_class: type[ma.Schema]) -> ma.Schema:
+    return schema_class()
+
+
 class Parser(FlaskParser):
     """Request bodies through ``app.core.jsonbody``: its bounds, and 413 for oversized chunked bodies."""
 
@@ -56,6 +64,12 @@ class Parser(FlaskParser):
     # A query parameter the route does not take is refused like an unknown body field, as the document says.
     DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
                                    "query": ma.RAISE, "querystring": ma.RAISE}
+
+    def _get_schema(self, argmap, req):
+        # A schema is stateless once built, and building one per request is a cost every route paid.
+        if isinstance(argmap, type) and issubclass(argmap, ma.Schema):
+            return _schema_instance(argmap)
+        return super()._get_schema(argmap, req)
 
     def _raw_load_json(self, req):
         data = jsonbody.request_body(req)
@@ -245,6 +259,27 @@ def required_scope(view, method: str) -> str | None:
     if handler is not None and hasattr(handler, "_lockgate_scope"):
         return handler._lockgate_scope
     return "read" if method in SAFE_METHODS else "write"
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    """What the request pipeline needs to know about a route: its rate-limit group and scope (None: public)."""
+
+    rate_group: str
+    scope: str | None
+
+
+def route_policy(app, endpoint: str | None, path: str, method: str) -> RoutePolicy:
+    """The policy of a request, worked out once per route and method (unknown paths each time)."""
+    if endpoint is None:
+        return RoutePolicy(rate_group(app, None, path, method), None)
+    known = app.extensions.setdefault("lockgate.route_policies", {})
+    policy = known.get((endpoint, method))
+    if policy is None:
+        public = endpoint.startswith("api-docs.")
+        scope = None if public else required_scope(app.view_functions[endpoint], method)
+        policy = known[(endpoint, method)] = RoutePolicy(rate_group(app, endpoint, path, method), scope)
+    return policy
 
 
 def rate_group(app, endpoint: str | None, path: str, method: str) -> str:

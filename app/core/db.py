@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlparse
 
 import click
-from peewee import DatabaseProxy, InterfaceError, Model, OperationalError
+from peewee import DatabaseProxy, InterfaceError, Model, OperationalError, _WriteQuery
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from app.core.startup import missing_database_message, sqlite_path
@@ -101,7 +101,28 @@ def _retry_busy(run):
             delay = min(delay * 2, 0.05)
 
 
-class SqliteDatabase(PooledSqliteDatabase):
+_writes = 0
+
+
+def local_writes() -> int:
+    """How many ORM writes (insert, update, delete; prepared ones too) this process has run: a cheap
+    sign that what it read before may have changed. Raw SQL (rate counters, locks, migrations) is not counted."""
+    return _writes
+
+
+def _note_write() -> None:
+    global _writes
+    _writes += 1
+
+
+class _CountsWrites:
+    def execute(self, query, **context_options):
+        if isinstance(query, _WriteQuery):
+            _note_write()
+        return super().execute(query, **context_options)
+
+
+class SqliteDatabase(_CountsWrites, PooledSqliteDatabase):
     """Write transactions take the write lock up front (BEGIN IMMEDIATE).
 
     A deferred transaction that reads and then writes can fail with a busy
@@ -162,7 +183,7 @@ class SqliteDatabase(PooledSqliteDatabase):
         return _retry_busy(lambda: super(SqliteDatabase, self).begin(lock_type))
 
 
-class PostgresqlDatabase(PooledPostgresqlDatabase):
+class PostgresqlDatabase(_CountsWrites, PooledPostgresqlDatabase):
     pass
 
 
@@ -326,9 +347,13 @@ def prepared(build):
 
     def run(*params):
         db = database.obj
-        sql = statements.get(db)
-        if sql is None:
-            sql = statements[db] = build().sql()[0]
+        statement = statements.get(db)
+        if statement is None:
+            query = build()
+            statement = statements[db] = (query.sql()[0], isinstance(query, _WriteQuery))
+        sql, writes = statement
+        if writes:
+            _note_write()
         return database.execute_sql(sql, params)
 
     return run

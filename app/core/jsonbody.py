@@ -91,11 +91,15 @@ def request_body(request) -> bytes:
 
 def check_url(request) -> None:
     """Refuse a path or query string that is not valid UTF-8 or holds NUL (werkzeug would substitute U+FFFD)."""
-    path = request.environ.get("PATH_INFO", "").encode("latin-1", "replace")
-    reason = _bytes_problem(path)
-    if reason:
-        raise BadRequest(f"The request path is {reason}", details={"path": [reason]})
-    for pair in request.query_string.split(b"&"):
+    raw_path = request.environ.get("PATH_INFO", "")
+    if not (raw_path.isascii() and "\x00" not in raw_path):  # the common case needs no decoding
+        reason = _bytes_problem(raw_path.encode("latin-1", "replace"))
+        if reason:
+            raise BadRequest(f"The request path is {reason}", details={"path": [reason]})
+    query = request.query_string
+    if not query or (query.isascii() and b"%" not in query and b"\x00" not in query):
+        return
+    for pair in query.split(b"&"):
         name, _, value = pair.partition(b"=")
         name_bytes = unquote_to_bytes(name.replace(b"+", b" "))
         reason = _bytes_problem(name_bytes) or _bytes_problem(unquote_to_bytes(value.replace(b"+", b" ")))

@@ -282,6 +282,7 @@ class Settings:
         self._overrides = overrides or {}
         self._signature = None
         self._lock = threading.Lock()
+        self._lookups: tuple[dict | None, dict] = (None, {})
         self.data = self._load()
 
     def _file_signature(self):
@@ -332,6 +333,19 @@ class Settings:
         ``tables`` keys (``mcp.servers.<name>.<key>``) may a key be absent, and
         then ``default`` answers.
         """
+        data, cache = self._lookups
+        if data is not self.data:
+            # Every request reads a few keys: remember each for the data it came from.
+            cache = {}
+            self._lookups = (self.data, cache)
+        if dotted in cache:
+            return cache[dotted]
+        value = self._lookup(dotted, default)
+        if value is not default:
+            cache[dotted] = value
+        return value
+
+    def _lookup(self, dotted: str, default):
         section = dotted.partition(".")[0]
         free_form = section in OPEN_SECTIONS or tables_key(dotted) is not None
         if not free_form and field_for(dotted) is None and section != dotted:

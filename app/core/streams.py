@@ -69,10 +69,18 @@ class Slot:
             _local.discard(self.id)
         try:
             with connection():
-                StreamSlot.delete().where(StreamSlot.id == self.id).execute()
+                _free_slot(self.id)
         except Exception as exc:
             # No longer renewed, the row lapses within TTL.
             log.warning("could not free stream slot %s: %s", self.id, exc)
+
+
+# Every stream opens and closes through these: SQL built once (see ``db.prepared``).
+_lapsed_slots = prepared(lambda: StreamSlot.delete().where((StreamSlot.token_id == "")
+                                                           & (StreamSlot.expires_at <= utcnow())))
+_held_slots = prepared(lambda: StreamSlot.select(fn.COUNT(StreamSlot.id)).where(StreamSlot.token_id == ""))
+_new_slot = prepared(lambda: StreamSlot.insert(id="", token_id="", owner="", opened_at=utcnow(), expires_at=utcnow()))
+_free_slot = prepared(lambda: StreamSlot.delete().where(StreamSlot.id == ""))
 
 
 def claim() -> Slot:
@@ -87,10 +95,10 @@ def acquire(key: str, cap: int) -> Slot:
     slot_id = secrets.token_hex(12)
     with transaction():
         advisory_lock(_lock_key(key))
-        StreamSlot.delete().where((StreamSlot.token_id == key) & (StreamSlot.expires_at <= now)).execute()
-        held = StreamSlot.select().where(StreamSlot.token_id == key).count()
+        _lapsed_slots(key, now)
+        held = _held_slots(key).fetchone()[0]
         if held < cap:
-            StreamSlot.create(id=slot_id, token_id=key, owner=owner_id(), opened_at=now, expires_at=now + TTL)
+            _new_slot(slot_id, key, owner_id(), now, now + TTL)
     if held >= cap:
         raise RateLimited(
             f"This token has {held} event streams open, the most allowed; close one or retry later",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from app.core.background import spawn_loop
-from app.core.db import connection
+from app.core.db import connection, prepared
 
 
 class Tailer:
@@ -27,6 +27,8 @@ class Tailer:
         self._lock = threading.Lock()
         self._task = None
         self._wakeup = threading.Event()
+        # Asked by every stream as it opens.
+        self._newest = prepared(lambda: model.select(model.id).order_by(model.id.desc()).limit(1))
 
     def subscribe(self, callback: Callable) -> Callable:
         """``callback(rows)`` for each batch of new rows; returns an unsubscribe function."""
@@ -46,8 +48,8 @@ class Tailer:
     def head(self) -> int:
         """The newest id in the table (0 when empty)."""
         with connection():
-            row = self.model.select(self.model.id).order_by(self.model.id.desc()).first()
-        return row.id if row else 0
+            row = self._newest(1).fetchone()  # the LIMIT
+        return row[0] if row else 0
 
     def poll(self) -> None:
         if self.last_id is None:

@@ -76,8 +76,13 @@ class SchemaPinSigner:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
     def sign(self, schema: dict) -> str:
-        """SchemaPin: ECDSA P-256 over the SHA-256 of the schema's canonical JSON, base64 of the DER signature."""
-        return base64.b64encode(self._key.sign(canonical_json(schema), ec.ECDSA(hashes.SHA256()))).decode()
+        """SchemaPin: ECDSA P-256 over the SHA-256 of the schema's canonical JSON, base64 of the DER signature.
+
+        The digest itself is the signed message, which ECDSA-SHA256 hashes once more: that is what
+        SchemaPin's own libraries sign and verify, so a signature over the canonical bytes would not verify.
+        """
+        digest = hashlib.sha256(canonical_json(schema)).digest()
+        return base64.b64encode(self._key.sign(digest, ec.ECDSA(hashes.SHA256()))).decode()
 
     def __repr__(self) -> str:
         return "SchemaPinSigner()"
@@ -283,6 +288,18 @@ def trusted_roots(directory: Path) -> list[x509.Certificate]:
 def canonical_json(value) -> bytes:
     """SchemaPin's canonical form: sorted keys, no whitespace, UTF-8."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def verify_schemapin(schema, signature: str, public_key_pem: str) -> None:
+    """That ``signature`` (base64 DER) is a SchemaPin signature of ``schema`` by the P-256 key in ``public_key_pem``."""
+    try:
+        key = serialization.load_pem_public_key(public_key_pem.encode())
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise VerificationError("the SchemaPin key is not an ECDSA P-256 key")
+        digest = hashlib.sha256(canonical_json(schema)).digest()
+        key.verify(base64.b64decode(signature, validate=True), digest, ec.ECDSA(hashes.SHA256()))
+    except (ValueError, TypeError, InvalidSignature):  # a bad PEM or base64 is a ValueError too
+        raise VerificationError("the SchemaPin signature does not verify") from None
 
 
 def load_certificates(pems: list[str]) -> list[x509.Certificate]:

@@ -10,8 +10,11 @@ blp = Blueprint("status", __name__, url_prefix="/api/v1/status", description="Sy
 @blp.route("", methods=["GET"])
 @blp.response(200, StatusSchema)
 def get_status():
-    """Whole-system status, computed from live state."""
-    return service.status(current_app.extensions["lockgate"])
+    """Whole-system status, computed from live state.
+
+    The areas' figures are at most 0.1 s old: a worker computes them afresh after
+    that, and at once after it changed anything itself."""
+    return current_app.json.response(service.status(current_app.extensions["lockgate"]))
 
 
 @blp.route("/health", methods=["GET"])

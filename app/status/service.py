@@ -6,27 +6,54 @@ import time
 
 from app.core import streams
 from app.core.areas import areas
-from app.core.db import database
+from app.core.db import database, local_writes
+from app.status.schemas import StatusSchema
+
+
+# How old the areas' part of the status may be when another worker changed it; this
+# worker's own writes make it compute afresh at once. A dashboard polling every worker
+# many times a second then costs the database a few queries a second, not per request.
+SNAPSHOT_SECS = 0.1
+
+_snapshot: tuple[float, int, object, dict] | None = None  # (computed at, local writes, settings data, parts)
+
+
+_HEAD = StatusSchema(only=("status", "version", "uptime_secs", "rate_limits"))
 
 
 def status(state) -> dict:
-    settings = state.settings
-    body = {
+    """The status document, already serialised by ``StatusSchema`` (the areas' part once per snapshot)."""
+    head = _HEAD.dump({
         "status": "healthy",
         "version": state.version,
         "uptime_secs": int(time.time() - state.started_at),
+        "rate_limits": state.limiter.report(),
+    })
+    return {**head, **area_parts(state.settings)}
+
+
+def area_parts(settings) -> dict:
+    """What the areas say (serialised), shared by requests within ``SNAPSHOT_SECS`` while nothing here changed."""
+    global _snapshot
+    now, writes = time.monotonic(), local_writes()
+    if _snapshot is not None:
+        computed_at, seen_writes, seen_settings, parts = _snapshot
+        if now - computed_at < SNAPSHOT_SECS and writes == seen_writes and settings.data is seen_settings:
+            return parts
+    parts = {
         "active_sessions": 0,
         "channels": {"connected": 0, "total": 0},
         "plugins": {"loaded": 0, "total": 0},
         "memory": {"backend": settings.get("memory.backend"), "entries": 0},
         "provider": {"name": settings.get("provider.name"), "model": settings.get("provider.model")},
-        "rate_limits": state.limiter.report(),
     }
     # Each area fills in its part; one that is not built yet leaves true zeros.
     for area in areas():
         if area.status is not None:
-            body.update(area.status(settings))
-    return body
+            parts.update(area.status(settings))
+    dumped = StatusSchema(only=tuple(parts)).dump(parts)
+    _snapshot = (now, writes, settings.data, dumped)
+    return dumped
 
 
 def stream_counts(_settings) -> dict:

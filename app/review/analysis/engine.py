@@ -10,9 +10,11 @@ finding rather than a crash.
 from __future__ import annotations
 
 import ast
+import gc
 import time
 import warnings
 from collections import Counter
+from contextlib import contextmanager
 
 from app.review.analysis import bandit_scan, capabilities, js_rules, python_rules, text_rules
 from app.review.analysis.findings import Finding, report
@@ -28,6 +30,32 @@ BANDIT_MAX_NODES = 150_000
 
 def analyze(source, language: str | None, permissions: list[str], max_bytes: int = MAX_SOURCE_BYTES) -> dict:
     """Findings, risk score, recommendations and statistics for one tool's source code."""
+    with _collector_paused():
+        return _analyze(source, language, permissions, max_bytes)
+
+
+@contextmanager
+def _collector_paused():
+    """No cyclic garbage collection while the syntax trees are alive.
+
+    The trees are hundreds of thousands of objects that all stay reachable
+    until the analysis ends, so every collection in between traverses them
+    and frees almost nothing: about a quarter of the analysis time. What
+    did become cyclic garbage (bandit links each node to its parent) is
+    collected once at the end, here, rather than by whoever runs next. Only
+    a caller that had the collector on gets it back on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+            gc.collect(0)
+
+
+def _analyze(source, language: str | None, permissions: list[str], max_bytes: int) -> dict:
     started = time.perf_counter()
     text = check_source(source, max_bytes)
     language = check_language(language) or detect_language(text)

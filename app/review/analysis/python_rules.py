@@ -23,6 +23,7 @@ DYNAMIC_IMPORT = {"__import__", "importlib.import_module", "importlib.__import__
                   "importlib.util.spec_from_file_location"}
 NETWORK_MODULES = ("socket", "requests", "httpx", "urllib.request", "urllib3", "http.client", "aiohttp",
                    "ftplib", "smtplib", "telnetlib", "websocket", "websockets", "paramiko", "pycurl")
+NETWORK_PREFIXES = tuple(module + "." for module in NETWORK_MODULES)
 NETWORK_LOCAL = ("socket.gethostname", "socket.getfqdn", "requests.exceptions", "requests.codes",
                  "http.client.responses", "socket.timeout", "socket.error", "httpx.Timeout", "urllib3.util",
                  "requests.adapters", "httpx.HTTPError", "requests.RequestException")
@@ -307,7 +308,7 @@ class PythonRules:
         return False
 
     def _network(self, node, name) -> bool:
-        if not name.startswith(tuple(m + "." for m in NETWORK_MODULES)) or name.startswith(NETWORK_LOCAL):
+        if not name.startswith(NETWORK_PREFIXES) or name.startswith(NETWORK_LOCAL):
             return False
         url = _first_arg(node, "url")
         if url is None and name.rsplit(".", 1)[-1] == "request" and len(node.args) > 1:
