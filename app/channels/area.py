@@ -1,4 +1,4 @@
-from app.channels import manager, service
+from app.channels import dispatch, manager, service
 from app.channels.routes import blp
 from app.core.areas import Area
 
@@ -11,5 +11,6 @@ AREA = Area(
         "channel.message.received": "A channel took in a message from an allowed user",
     },
     status=service.status_counts,
+    jobs=(dispatch.KIND,),
     background=(manager.start,),
 )

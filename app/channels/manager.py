@@ -1,8 +1,8 @@
-"""Each worker's side of the channels: their units, their job kind, and following configuration changes.
+"""Each worker's side of the channels: their units, and following configuration changes.
 
 Every worker declares one singleton unit per configured channel (the
 supervisor runs each in one worker only) and answers channel messages in its
-job pool. When a ``[channels_config.*]`` table changes (``PATCH
+job pool (the area declares their job kind). When a ``[channels_config.*]`` table changes (``PATCH
 /api/v1/config`` or an edit of the file), the worker holding that channel
 restarts its unit, which reconnects with the new configuration; a new table
 gets a unit in every worker.
@@ -15,8 +15,8 @@ import logging
 import threading
 
 from app.channels import config as channel_config
-from app.channels import connection, dispatch, service
-from app.core import events, jobs, supervisor
+from app.channels import connection, service
+from app.core import events, supervisor
 
 log = logging.getLogger("channel")
 
@@ -32,7 +32,6 @@ class Manager:
         self.state.settings_listeners.append(self.reconcile)
         # The worker that wrote a PATCH reloaded its settings without its listeners: the event tells it.
         events.subscribe("config.updated", lambda topic, payload: self.reconcile(self.state.settings))
-        jobs.start(self.state, [dispatch.KIND])
 
     def reconcile(self, settings) -> None:
         tables = {name: copy.deepcopy(table) for name, table in channel_config.configured(settings).items()}

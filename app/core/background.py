@@ -76,14 +76,32 @@ def spawn_loop(name: str, interval, step) -> Task:
     """Run ``step()`` every ``interval()`` seconds until stopped; errors are logged, never fatal."""
 
     def run(task: Task):
+        outage = False
         while not task.stopping:
             try:
                 step()
-            except Exception:
-                log.exception("background task %s failed", name)
+            except Exception as exc:
+                outage = _report_failure(name, exc, outage)
+            else:
+                if outage:
+                    log.info("background task %s: the database answers again", name)
+                outage = False
             task.wait(interval())
 
     return spawn(name, run)
+
+
+def _report_failure(name: str, exc: Exception, outage: bool) -> bool:
+    """Log a failed step; whether the database is out. An outage is one line when it begins, not a
+    traceback every interval: the 503s and the status already say so."""
+    from app.core.db import first_line, is_outage
+
+    if not is_outage(exc):
+        log.exception("background task %s failed", name)
+        return False
+    if not outage:
+        log.warning("background task %s: database unavailable (%s); retrying", name, first_line(exc))
+    return True
 
 
 def on_stop(callback) -> None:

@@ -43,3 +43,29 @@ def test_log_records_of_an_earlier_app_do_not_reach_the_next_database(app_factor
     with app.app_context(), connection():
         messages = [row.message for row in LogEntry.select()]
     assert messages == ["written while the first app ran"]  # stored by the flush at stop, nothing after
+
+
+def test_a_database_outage_is_one_line_when_it_begins_and_one_when_it_ends(caplog):
+    from app.core.db import DatabaseUnavailable
+    from tests.support.wait import wait_until
+
+    outcomes = [DatabaseUnavailable("database unavailable: gone")] * 3 + [None, ValueError("a bug")]
+    steps = []
+
+    def step():
+        outcome = outcomes[len(steps)] if len(steps) < len(outcomes) else None
+        steps.append(outcome)
+        if outcome is not None:
+            raise outcome
+
+    with caplog.at_level(logging.INFO, logger="core::background"):
+        background.spawn_loop("flaky", lambda: 0.01, step)
+        wait_until(lambda: len(steps) > len(outcomes), 5, 0.01, "the loop passing every outcome")
+        background.reset()
+    records = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records
+               if r.name == "core::background"]
+    assert records == [
+        ("WARNING", "background task flaky: database unavailable (database unavailable: gone); retrying", False),
+        ("INFO", "background task flaky: the database answers again", False),
+        ("ERROR", "background task flaky failed", True),  # anything else keeps its traceback
+    ]
