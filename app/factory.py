@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 
 from app.core import errors, events, jsonbody, migrate, startup
 from app.core.api import Api, api_config, route_policy

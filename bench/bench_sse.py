@@ -252,7 +252,8 @@ def main() -> int:
 
         # Enough tokens to open under the per-token rate limit, and each well under
         # [gateway] max_streams_per_token (100): the warm-up's streams hold slots a while.
-        n_tokens = max(1, math.ceil(args.streams / OPENS_PER_TOKEN_PER_SEC / 4), math.ceil(args.streams / STREAMS_PER_TOKEN))
+        n_tokens = max(1, math.ceil(args.streams / OPENS_PER_TOKEN_PER_SEC / 4),
+                       math.ceil(args.streams / STREAMS_PER_TOKEN))
         tokens = [server.cli_token("read", name="bench-sse")]
         from app.core.auth import create_token
         from app.core.db import advisory_lock, connection, init_database, transaction, utcnow
@@ -317,7 +318,8 @@ def main() -> int:
             for reason, count in each["failures"].items():
                 reasons[reason] = reasons.get(reason, 0) + count
         if reasons:
-            print("failed opens by reason: " + ", ".join(f"{reason} x{count}" for reason, count in sorted(reasons.items())))
+            shown = ", ".join(f"{reason} x{count}" for reason, count in sorted(reasons.items()))
+            print(f"failed opens by reason: {shown}")
 
         # Deliver a few records so every stream's buffers exist, then measure memory.
         for seq in range(3):

@@ -9,7 +9,6 @@ from app.core.areas import areas
 from app.core.db import database, local_writes
 from app.status.schemas import StatusSchema
 
-
 # How old the areas' part of the status may be when another worker changed it; this
 # worker's own writes make it compute afresh at once. A dashboard polling every worker
 # many times a second then costs the database a few queries a second, not per request.
