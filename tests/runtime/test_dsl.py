@@ -498,19 +498,16 @@ def test_non_text_source_is_rejected():
     assert (error.line, error.column) == (1, 1)
 
 
-# -- speed ------------------------------------------------------------------
+# -- size -------------------------------------------------------------------
 
 
-def test_two_thousand_lines_parse_well_under_a_second():
+def test_two_thousand_lines_parse_whole():
+    # How fast is for bench/bench_dsl.py to say; here, that nothing of a long program is lost.
     one = source("release_manager.symbi") + source("ops_hub.symbi")
     program_text = one * (2000 // one.count("\n") + 1)
     assert program_text.count("\n") >= 2000
-    parse(program_text)  # the grammar is built once per process, outside the measure
-    started = time.perf_counter()
     program = parse(program_text)
-    elapsed = time.perf_counter() - started
     assert len(program.agents) == 2 * (2000 // one.count("\n") + 1)
-    assert elapsed < 0.5, elapsed
 
 
 def test_rule_values_for_other_expressions():
