@@ -18,9 +18,7 @@ import io
 import json
 import os
 import subprocess
-import sys
 import tarfile
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import pytest
 from app.review import package, signing
 from app.review.signing import VerificationError
 from tests.review.support import RELAXED, copy_keys, running_pool, submission
+from tests.support.venvs import package_python
 from tests.support.wait import wait_until
 
 SCHEMAPIN = "schemapin==1.3.0"
@@ -93,16 +92,7 @@ KEY_ORDER = ('{"":11,"10":5,"9":6,"B":2,"_":4,"a":3,"aa":12,"b":1,"e":8,"é":7,"
 @pytest.fixture(scope="module")
 def schemapin_python(request) -> Path:
     """The interpreter of a virtual environment with the schemapin release installed."""
-    cache = getattr(request.config, "cache", None)  # the cache plugin may be disabled: then a fixed temp dir
-    venv = (Path(cache.mkdir("schemapin-1.3.0")) if cache is not None
-            else Path(tempfile.gettempdir()) / "lockgate-schemapin-1.3.0")
-    python = venv / "bin" / "python"
-    marker = venv / "installed"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", SCHEMAPIN], check=True, timeout=900)
-        marker.write_text(SCHEMAPIN)
-    return python
+    return package_python(request.config, SCHEMAPIN)
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.review.support import RELAXED
+from tests.support.venvs import package_python
 
 SDK = "symbiont-sdk==1.11.0"
 
@@ -86,16 +85,7 @@ FLOW = textwrap.dedent('''
 @pytest.fixture(scope="module")
 def sdk_python(request) -> Path:
     """The interpreter of a virtual environment with the SDK release installed."""
-    cache = getattr(request.config, "cache", None)  # the cache plugin may be disabled: then a fixed temp dir
-    venv = (Path(cache.mkdir("symbiont-sdk-1.11.0")) if cache is not None
-            else Path(tempfile.gettempdir()) / "lockgate-symbiont-sdk-1.11.0")
-    python = venv / "bin" / "python"
-    marker = venv / "installed"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", SDK], check=True, timeout=900)
-        marker.write_text(SDK)
-    return python
+    return package_python(request.config, SDK)
 
 
 def test_symbiont_sdk_tool_review_flow(server_factory, sdk_python):
