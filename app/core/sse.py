@@ -52,16 +52,27 @@ def comment(text: str = "heartbeat") -> str:
 class Subscription:
     """The batches of records waiting for one stream.
 
-    A batch arriving while ``max_backlog`` records or more still wait closes the
-    stream (so at most that plus one batch is held). Use it as a context manager
-    in the stream's generator: leaving it closes the queue, and counts the stream
-    as dropped when it overflowed.
+    A stream subscribes before it replays from the database, and catches up
+    first: while it does, batches are not queued (the database holds them);
+    only the newest id handed over is kept, so the stream knows how far its
+    replay must reach before ``go_live``. Live, a batch arriving while
+    ``max_backlog`` records or more still wait closes the stream (so at most
+    that plus one batch is held). Catching up, a stream is closed when
+    ``max_backlog`` records go by while one of its writes is blocked: a
+    client that stops reading, not one reading a long history.
+
+    Use it as a context manager in the stream's generator: leaving it closes
+    the queue, and counts the stream as dropped when it overflowed.
     """
 
     def __init__(self, max_backlog: int = 10_000):
         self._queue = queue.Queue()
         self._max_backlog = max_backlog
         self._backlog = 0
+        self._live = False
+        self.passed_id = 0  # the newest record handed over while catching up
+        self._passed_while_writing = 0
+        self._writing = False
         self._lock = threading.Lock()
         self.overflowed = False
         self.closed = False
@@ -79,18 +90,52 @@ class Subscription:
             streams.record_dropped()
 
     def put(self, batch: list) -> None:
+        """Hand over a batch of rows (each with an ``id``), in id order."""
         with self._lock:
-            if self.closed:
+            if self.closed or self._take(batch):
                 return
-            if self._backlog >= self._max_backlog:
-                self.overflowed = True
-            else:
-                self._backlog += len(batch)
-                self._queue.put_nowait(batch)
-                return
-        log.warning("stream closed: its client stopped reading (%d records waiting)", self._backlog)
+            self.overflowed = True
+            waiting = self._backlog if self._live else self._passed_while_writing
+        log.warning("stream closed: its client stopped reading (%d records waiting)", waiting)
         self.close()
         _shut_down(self._socket)
+
+    def _take(self, batch: list) -> bool:
+        """False when the stream is too far behind to take the batch."""
+        if not self._live:
+            self.passed_id = batch[-1].id
+            if self._writing:
+                if self._passed_while_writing >= self._max_backlog:
+                    return False
+                self._passed_while_writing += len(batch)
+            return True
+        if self._backlog >= self._max_backlog:
+            return False
+        self._backlog += len(batch)
+        self._queue.put_nowait(batch)
+        return True
+
+    def written(self, chunk: str):
+        """Yield ``chunk`` while catching up, marking the write so a blocked one is seen."""
+        self._writing = True
+        try:
+            yield chunk
+        finally:
+            with self._lock:
+                self._writing = False
+                self._passed_while_writing = 0
+
+    def go_live(self, replayed_through: int) -> bool:
+        """Queue batches from now on, unless newer records went by than the replay reached.
+
+        False means: replay again from ``replayed_through``; a record handed
+        over since it was read is in the database by now.
+        """
+        with self._lock:
+            if self.passed_id > replayed_through:
+                return False
+            self._live = True
+            return True
 
     def get(self, timeout: float):
         """The next batch, None on timeout, or raises StopIteration when closed."""

@@ -109,9 +109,15 @@ def _follow(subscription: sse.Subscription, log_filter: LogFilter, last_event_id
     else:
         cursor = tailer.head()
     yield "retry: 2000\n\n"
-    for entry in _replay(log_filter, cursor):
-        cursor = entry.id
-        yield _frame(entry)
+    while True:
+        # Whatever the tailer handed over before this pass's reads is in the database for them.
+        horizon = subscription.passed_id
+        for entry in _replay(log_filter, cursor):
+            cursor = entry.id
+            yield from subscription.written(_frame(entry))
+        cursor = max(cursor, horizon)
+        if subscription.go_live(cursor):
+            break
     while not stopping():
         try:
             batch = subscription.get(timeout=heartbeat)

@@ -5,6 +5,7 @@ service's work logged at info under PRX-style module names."""
 import logging
 import threading
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -178,30 +179,70 @@ def test_concurrent_claims_never_exceed_the_cap(app):
 # ---- slow clients ----------------------------------------------------------------
 
 
+def _rows(first: int, count: int) -> list[SimpleNamespace]:
+    return [SimpleNamespace(id=n) for n in range(first, first + count)]
+
+
 def test_an_overflowing_queue_closes_the_stream_and_counts_the_drop(app, client, auth):
     with sse.Subscription(max_backlog=10) as subscription:
-        subscription.put(list(range(6)))
-        subscription.put(list(range(6)))  # 6 waiting: still under the bound
+        assert subscription.go_live(0)
+        subscription.put(_rows(1, 6))
+        subscription.put(_rows(7, 6))  # 6 waiting: still under the bound
         assert not subscription.overflowed
-        subscription.put(list(range(6)))  # 12 waiting: the reader is too far behind
+        subscription.put(_rows(13, 6))  # 12 waiting: the reader is too far behind
         assert subscription.overflowed and subscription.closed
-        assert subscription.get(0.1) == list(range(6))
-        assert subscription.get(0.1) == list(range(6))
+        assert subscription.get(0.1) == _rows(1, 6)
+        assert subscription.get(0.1) == _rows(7, 6)
         with pytest.raises(StopIteration):
             subscription.get(0.1)
-        subscription.put([1])  # the tailer may still deliver: ignored
+        subscription.put(_rows(19, 1))  # the tailer may still deliver: ignored
     status = client.get("/api/v1/status", headers=auth("read")).json
     assert status["streams"] == {"open": 0, "dropped_slow": 1}
 
 
 def test_a_reader_keeping_up_is_never_dropped(app):
     with sse.Subscription(max_backlog=10) as subscription:
-        for _ in range(100):
-            subscription.put(list(range(500)))  # a batch bigger than the bound is fine when nothing waits
-            assert subscription.get(0.1) == list(range(500))
+        assert subscription.go_live(0)
+        for n in range(100):
+            batch = _rows(n * 500 + 1, 500)
+            subscription.put(batch)  # a batch bigger than the bound is fine when nothing waits
+            assert subscription.get(0.1) == batch
         assert not subscription.overflowed
     with connection():
         assert streams.counts()["dropped_slow"] == 0
+
+
+def test_a_stream_catching_up_queues_nothing_and_replays_until_it_reaches_the_tail(app):
+    with sse.Subscription(max_backlog=10) as subscription:
+        for n in range(50):
+            subscription.put(_rows(n * 500 + 1, 500))  # a burst while the replay reads the database
+        assert not subscription.overflowed
+        assert subscription.get(0.01) is None  # the database holds them, not the queue
+        assert not subscription.go_live(20_000)  # rows went by beyond what the replay reached
+        assert subscription.go_live(25_000)
+        subscription.put(_rows(25_001, 3))
+        assert subscription.get(0.1) == _rows(25_001, 3)
+
+
+def test_a_stream_whose_replay_write_stays_blocked_is_closed(app):
+    with sse.Subscription(max_backlog=10) as subscription:
+        writes = subscription.written("frame")
+        assert next(writes) == "frame"  # the server is writing it to the client now
+        subscription.put(_rows(1, 6))
+        subscription.put(_rows(7, 6))
+        assert not subscription.overflowed
+        subscription.put(_rows(13, 6))  # 12 went by while one write was blocked
+        assert subscription.overflowed and subscription.closed
+
+
+def test_a_replay_write_that_completes_resets_the_count(app):
+    with sse.Subscription(max_backlog=10) as subscription:
+        for n in range(20):
+            writes = subscription.written("frame")
+            next(writes)
+            subscription.put(_rows(n * 8 + 1, 8))
+            next(writes, None)  # the write went through
+        assert not subscription.overflowed
 
 
 def test_status_counts_open_streams(capped):
