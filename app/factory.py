@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -109,7 +108,7 @@ def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
         req, ctx = request._get_current_object(), g._get_current_object()
         ctx.started = time.perf_counter()
         supplied = req.headers.get("X-Request-ID", "")
-        ctx.request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        ctx.request_id = supplied if REQUEST_ID.match(supplied) else os.urandom(16).hex()
         state.refresh_settings()
         authorization = req.headers.get("Authorization")
         principal = authenticate(authorization, env_tokens=env_tokens)

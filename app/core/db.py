@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, quote, urlparse
 
 import click
 from peewee import DatabaseProxy, InterfaceError, Model, OperationalError, _WriteQuery
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from app.core.startup import missing_database_message, sqlite_path
 
@@ -122,7 +122,55 @@ class _CountsWrites:
         return super().execute(query, **context_options)
 
 
-class SqliteDatabase(_CountsWrites, PooledSqliteDatabase):
+class _Pings:
+    """``ping()``: the database answers a trivial query, on a connection kept for that alone.
+
+    A probe queued behind a busy pool would wait up to ``POOL_WAIT_SECONDS`` and
+    call a healthy database down, and a checkout costs more than the query. The
+    connection is this process's (greenlets take turns on it); one that broke
+    while idle (a database restarted since) is replaced once before the probe fails.
+    """
+
+    def __init__(self, *args, **kwargs):
+        # Made with the database, once gevent has patched threading: a greenlet may yield holding it.
+        self._ping_lock = threading.Lock()
+        self._ping_conn = self._ping_pid = None
+        super().__init__(*args, **kwargs)
+
+    def ping(self) -> None:
+        with self._ping_lock:
+            self._before_checkout()
+            fresh = self._ping_conn is None or self._ping_pid != os.getpid()
+            while True:
+                if fresh:
+                    self._drop_ping_connection()
+                    # The driver's own connect, outside the pool's bookkeeping and limit.
+                    self._ping_conn, self._ping_pid = super(PooledDatabase, self)._connect(), os.getpid()
+                try:
+                    cursor = self._ping_conn.cursor()
+                    cursor.execute("SELECT 1")
+                    cursor.fetchone()
+                    cursor.close()
+                    return
+                except Exception:
+                    self._drop_ping_connection()
+                    if fresh:
+                        raise
+                    fresh = True
+
+    def _drop_ping_connection(self) -> None:
+        conn, self._ping_conn = self._ping_conn, None
+        if conn is not None and self._ping_pid == os.getpid():
+            try:
+                conn.close()
+            except Exception:
+                pass  # already broken: it is being replaced
+
+    def _before_checkout(self) -> None:
+        pass
+
+
+class SqliteDatabase(_CountsWrites, _Pings, PooledSqliteDatabase):
     """Write transactions take the write lock up front (BEGIN IMMEDIATE).
 
     A deferred transaction that reads and then writes can fail with a busy
@@ -143,6 +191,9 @@ class SqliteDatabase(_CountsWrites, PooledSqliteDatabase):
     def _uri(self) -> str:
         # mode=rw: opening a missing file fails instead of creating an empty database.
         return f"file:{quote(str(self.path))}?mode={'rwc' if self.create else 'rw'}"
+
+    def _before_checkout(self) -> None:
+        self.check_file()
 
     def _connect(self):
         self.check_file()
@@ -183,7 +234,7 @@ class SqliteDatabase(_CountsWrites, PooledSqliteDatabase):
         return _retry_busy(lambda: super(SqliteDatabase, self).begin(lock_type))
 
 
-class PostgresqlDatabase(_CountsWrites, PooledPostgresqlDatabase):
+class PostgresqlDatabase(_CountsWrites, _Pings, PooledPostgresqlDatabase):
     pass
 
 

@@ -1,8 +1,9 @@
 """Per-token rate limits in fixed windows, counted in storage every worker shares.
 
-One atomic "increment or restart the window" per request: an UPSERT in a
-side SQLite file (by default), in the PostgreSQL database, or INCR in Redis.
-Counters are disposable, so the SQLite side file skips fsync entirely.
+One atomic "increment or restart the window" per request: in a memory-mapped
+table in the data directory (by default: SQLite serves one host), an UPSERT
+in the PostgreSQL database, or INCR in Redis. Counters are disposable, so the
+mapped table is never synced to disk.
 
 Storage that fails or hangs must neither slow every request nor switch the
 limits off unnoticed: each Redis call is bounded by ``[redis] timeout_secs``,
@@ -15,9 +16,12 @@ logged at warn and counted in ``GET /api/v1/status``.
 from __future__ import annotations
 
 import logging
+import fcntl
+import hashlib
 import math
+import mmap
 import os
-import sqlite3
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -62,53 +66,89 @@ class Decision:
         return headers
 
 
-class SqliteCounters:
-    """Counters in ``<data dir>/ratelimit.db``, one connection per process.
+class MappedCounters:
+    """Counters in ``<data dir>/ratelimit.counters``, a memory-mapped table every worker of the host shares.
 
-    A statement runs to completion without yielding to gevent, so greenlets of
-    one worker can share the connection.
+    A fixed table of slots (key hash, window end, window start, count), the
+    key's slot found by open addressing from its hash. An increment is a few
+    memory reads and writes under a lock on the file (and a process-local lock
+    for native threads), so it never waits on the disk: the kernel writes the
+    pages back when it likes, and a lost file only restarts the windows. A slot
+    whose window has ended is free for any key; when every slot a key may use
+    is live, the one ending first is taken over (that key's count restarts).
     """
 
-    def __init__(self, path: Path):
+    SLOTS = 1 << 16  # 2 MiB: far more identities than one host serves at once
+    PROBES = 32
+    _HEADER = struct.Struct("<8sQ")
+    _SLOT = struct.Struct("<QqqQ")
+    _MAGIC = b"LGRC0001"
+    _thread_lock = threading.Lock()  # one per process: fcntl locks do not exclude a process's own threads
+
+    def __init__(self, path: Path, slots: int = SLOTS):
         self.path = path
-        self._conn = None
+        self.slots = slots
+        self._size = self._HEADER.size + slots * self._SLOT.size
+        self._fd = None
+        self._map = None
         self._pid = None
-        self._lock = threading.Lock()
 
-    def _connection(self):
-        if self._conn is None or self._pid != os.getpid():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=0.005, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 5")
-            self._retry(lambda: conn.execute("PRAGMA journal_mode = wal"))
-            conn.execute("PRAGMA synchronous = off")
-            self._retry(lambda: conn.execute(
-                "CREATE TABLE IF NOT EXISTS rate_counter "
-                "(key TEXT PRIMARY KEY, window_start INTEGER NOT NULL, count INTEGER NOT NULL)"
-            ))
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+    def _mapped(self) -> mmap.mmap:
+        if self._map is None or self._pid != os.getpid():
+            with self._thread_lock:
+                self._open()
+        return self._map
 
-    @staticmethod
-    def _retry(run):
-        delay = 0.001
-        for _ in range(200):
-            try:
-                return run()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.02)
-        return run()
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        header = self._HEADER.pack(self._MAGIC, self.slots)
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        try:
+            if os.pread(fd, self._HEADER.size, 0) != header or os.fstat(fd).st_size != self._size:
+                # New, or laid out differently: start every window afresh.
+                os.ftruncate(fd, 0)
+                os.ftruncate(fd, self._size)
+                os.pwrite(fd, header, 0)
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+        self._fd, self._map, self._pid = fd, mmap.mmap(fd, self._size), os.getpid()
 
     def incr(self, key: str, window_start: int, period: int) -> int:
-        conn = self._connection()
-        return self._retry(lambda: conn.execute(UPSERT.format(p="?"), (key, window_start)).fetchone()[0])
+        table = self._mapped()
+        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") or 1
+        with self._thread_lock:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
+            try:
+                return self._count(table, digest, window_start, window_start + period)
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def _count(self, table, digest: int, window_start: int, window_end: int) -> int:
+        unpack, pack, width, base = self._SLOT.unpack_from, self._SLOT.pack_into, self._SLOT.size, self._HEADER.size
+        free = oldest = None
+        oldest_end = None
+        for probe in range(self.PROBES):
+            offset = base + ((digest + probe) % self.slots) * width
+            owner, ends, started, count = unpack(table, offset)
+            if owner == digest:
+                count = count + 1 if started == window_start else 1
+                pack(table, offset, digest, window_end, window_start, count)
+                return count
+            if free is None and (owner == 0 or ends <= window_start):
+                free = offset
+            if owner == 0:
+                break  # slots are never emptied: the key is not further on
+            if oldest_end is None or ends < oldest_end:
+                oldest, oldest_end = offset, ends
+        if free is None:
+            log.warning("rate-limit table full around one key: a live counter was restarted")
+            free = oldest
+        pack(table, free, digest, window_end, window_start, 1)
+        return 1
 
     def sweep(self, before: int) -> None:
-        conn = self._connection()
-        self._retry(lambda: conn.execute(SWEEP.format(p="?"), (before,)))
+        pass  # a slot whose window ended is reused in place
 
 
 class DatabaseCounters:
@@ -219,4 +259,4 @@ def make_counters(settings, is_postgres: bool):
         return RedisCounters(redis_url, timeout=settings.get("redis.timeout_secs"))
     if is_postgres:
         return DatabaseCounters()
-    return SqliteCounters(settings.data_dir / "ratelimit.db")
+    return MappedCounters(settings.data_dir / "ratelimit.counters")
