@@ -12,6 +12,7 @@ before gevent patches the workers.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import math
 import os
@@ -56,7 +57,7 @@ CORE_SECTIONS: dict[str, dict[str, Field]] = {
     "database": {"url": Field("str", "", hot=False, secret=True,
         help="sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB; empty: lockgate.db in the data directory.")},
     "redis": {"url": Field("str", "", hot=False, secret=True,
-        help="Redis for the rate-limit counters; empty: PostgreSQL, or ratelimit.db in the data directory."),
+        help="Redis for the rate-limit counters; empty: PostgreSQL, or ratelimit.counters in the data directory."),
         "timeout_secs": Field("float", 0.25, hot=False, minimum=0.01, maximum=30,
             help="Longest wait for Redis to connect or answer; past it the request goes on without counting.")},
     "auth": {"default_token_expiry_days": Field("int", 0, minimum=0, maximum=36_500,
@@ -106,6 +107,7 @@ def defaults() -> dict:
     }
 
 
+@functools.lru_cache(maxsize=256)  # every request parses its group's limit
 def parse_limit(text: str) -> tuple[int, int]:
     """'10/s' -> (10, 1); '100/min' -> (100, 60); '20/5s' -> (20, 5)."""
     match = LIMIT_PATTERN.match(text)

@@ -25,6 +25,6 @@ def get_status():
                   description="The database cannot be reached, or its SQLite file was deleted or replaced")
 def health():
     """Lightweight probe for load balancers; no token needed."""
-    if service.database_reachable():
-        return {"healthy": True}
-    return {"healthy": False}, 503
+    healthy = service.database_reachable()
+    # Returned as a response, the body skips the schema: it is one boolean.
+    return current_app.json.response({"healthy": healthy}), 200 if healthy else 503
