@@ -57,20 +57,25 @@ class Crashed(OffHubError):
         self.detail = detail
 
 
-def _gevent_patched() -> bool:
+def gevent_patched() -> bool:
+    """Whether gevent has patched this process (a gunicorn worker): greenlets, not threads."""
     monkey = sys.modules.get("gevent.monkey")
     return monkey is not None and monkey.is_module_patched("threading")
+
+
+def popen_class() -> type[subprocess.Popen]:
+    # gevent's Popen waits on the child through the hub; the standard one would block it.
+    if gevent_patched():
+        from gevent.subprocess import Popen
+        return Popen
+    return subprocess.Popen
 
 
 # ---- subprocess ---------------------------------------------------------------------
 
 
 def _popen(argv: list[str]) -> subprocess.Popen:
-    # gevent's Popen waits on the child through the hub; the standard one would block it.
-    popen = subprocess.Popen
-    if _gevent_patched():
-        from gevent.subprocess import Popen as popen
-    return popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return popen_class()(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def in_subprocess(fn, *args, timeout: float, memory_mb: int | None = None, cpu_secs: int | None = None,
@@ -172,7 +177,7 @@ def in_thread(fn, *args, timeout: float, tick=None, tick_secs: float = 0.01, **k
 
 
 def _run_in_thread(fn, args, kwargs, timeout: float, tick=None, tick_secs: float = 0.01):
-    if not _gevent_patched():
+    if not gevent_patched():
         future = _thread_pool().submit(fn, *args, **kwargs)
         return _wait_ticking(lambda step: future.result(timeout=step), FutureTimeout, timeout, tick, tick_secs)
     import gevent

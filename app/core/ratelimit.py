@@ -15,9 +15,9 @@ logged at warn and counted in ``GET /api/v1/status``.
 
 from __future__ import annotations
 
-import logging
 import fcntl
 import hashlib
+import logging
 import math
 import mmap
 import os
@@ -105,11 +105,10 @@ class MappedCounters:
         header = self._HEADER.pack(self._MAGIC, self.slots)
         fcntl.lockf(fd, fcntl.LOCK_EX)
         try:
-            if os.pread(fd, self._HEADER.size, 0) != header or os.fstat(fd).st_size != self._size:
-                # New, or laid out differently: start every window afresh.
-                os.ftruncate(fd, 0)
-                os.ftruncate(fd, self._size)
-                os.pwrite(fd, header, 0)
+            if os.pread(fd, self._HEADER.size, 0) != header or os.fstat(fd).st_size < self._size:
+                # New, or laid out differently: start every window afresh. Zeroed in place, never
+                # shrunk: a process still mapping a larger table must not fault on its pages.
+                os.pwrite(fd, header + bytes(self._size - len(header)), 0)
         finally:
             fcntl.lockf(fd, fcntl.LOCK_UN)
         self._fd, self._map, self._pid = fd, mmap.mmap(fd, self._size), os.getpid()

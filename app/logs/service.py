@@ -113,6 +113,8 @@ def _follow(subscription: sse.Subscription, log_filter: LogFilter, last_event_id
         # Whatever the tailer handed over before this pass's reads is in the database for them.
         horizon = subscription.passed_id
         for entry in _replay(log_filter, cursor):
+            if subscription.closed:
+                return  # the worker is stopping: a long history must not hold it up
             cursor = entry.id
             yield from subscription.written(_frame(entry))
         cursor = max(cursor, horizon)

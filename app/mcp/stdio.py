@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 
+from app.core.offhub import popen_class
 from app.mcp.client import McpError
 from app.mcp.config import ServerConfig
 
@@ -35,15 +36,6 @@ _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("lin
 def _die_with_parent() -> None:
     if _prctl is not None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _popen_class():
-    # gevent's Popen waits on the child through the hub; the standard one would block it.
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
-        from gevent.subprocess import Popen
-        return Popen
-    return subprocess.Popen
 
 
 def child_env(extra: dict) -> dict:
@@ -67,7 +59,7 @@ class StdioTransport:
     def start(self, deliver, closed) -> None:
         argv = [self.config.command, *self.config.args]
         try:
-            self.process = _popen_class()(
+            self.process = popen_class()(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=child_env(self.config.env), cwd=self.config.cwd or None,
                 start_new_session=True, preexec_fn=_die_with_parent, close_fds=True,
