@@ -125,6 +125,11 @@ class TcpProxy:
                 client.close()
                 continue
             with self._lock:
+                # A cut while this connection was being made must drop it too.
+                if self.cut_off:
+                    client.close()
+                    upstream.close()
+                    continue
                 self._pairs.append((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
@@ -145,8 +150,8 @@ class TcpProxy:
             b.close()
 
     def cut(self):
-        self.cut_off = True
         with self._lock:
+            self.cut_off = True
             pairs, self._pairs = self._pairs, []
         for client, upstream in pairs:
             for sock in (client, upstream):
