@@ -5,7 +5,7 @@ import sys
 from datetime import timedelta
 
 from app.core import leases, migrate
-from app.core.db import connection, utcnow
+from app.core.db import connection, database, utcnow
 from app.core.models import Lease, SchemaMigration
 from tests.support.server import ROOT
 
@@ -76,3 +76,16 @@ def test_opening_a_new_sqlite_file_waits_while_another_worker_writes(tmp_path):
     writer.execute("COMMIT")
     opener.join(10)
     assert outcome == ["wal"]
+
+
+def test_the_health_ping_has_a_connection_of_its_own_and_replaces_a_broken_one(app):
+    db = database.obj
+    in_use, idle = dict(db._in_use), list(db._connections)
+    db.ping()
+    first = db._ping_conn
+    db.ping()
+    assert db._ping_conn is first  # kept between probes
+    assert dict(db._in_use) == in_use and list(db._connections) == idle  # the pool is never touched
+    first.close()  # as a database restart leaves it: broken while idle
+    db.ping()
+    assert db._ping_conn is not first
