@@ -37,14 +37,15 @@ STORAGE_RETRY_SECONDS = 5.0
 FAILURE_LOG_INTERVAL = 30.0
 
 
+# PostgreSQL's (DatabaseCounters): the one store that runs SQL.
 UPSERT = (
-    "INSERT INTO rate_counter (key, window_start, count) VALUES ({p}, {p}, 1) "
+    "INSERT INTO rate_counter (key, window_start, count) VALUES (%s, %s, 1) "
     "ON CONFLICT (key) DO UPDATE SET "
     "count = CASE WHEN rate_counter.window_start = excluded.window_start "
     "THEN rate_counter.count + 1 ELSE 1 END, "
     "window_start = excluded.window_start RETURNING count"
 )
-SWEEP = "DELETE FROM rate_counter WHERE window_start < {p}"
+SWEEP = "DELETE FROM rate_counter WHERE window_start < %s"
 
 
 @dataclass(frozen=True)
@@ -157,14 +158,14 @@ class DatabaseCounters:
         from app.core.db import connection, database
 
         with connection():
-            cursor = database.execute_sql(UPSERT.format(p="%s"), (key, window_start))
+            cursor = database.execute_sql(UPSERT, (key, window_start))
             return cursor.fetchone()[0]
 
     def sweep(self, before: int) -> None:
         from app.core.db import connection, database
 
         with connection():
-            database.execute_sql(SWEEP.format(p="%s"), (before,))
+            database.execute_sql(SWEEP, (before,))
 
 
 class RedisCounters:
