@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -12,17 +10,13 @@ from importlib import metadata
 from flask import Flask, g, request
 
 from app.core import errors, events, jsonbody, migrate, startup
-from app.core.api import Api, api_config, route_policy
+from app.core.api import Api, api_config
 from app.core.areas import areas
-from app.core.auth import Principal, authenticate, unauthorized
-from app.core.clientip import client_address
 from app.core.db import is_postgres, release_connection
-from app.core.errors import Forbidden, RateLimited
+from app.core.direct import HANDED_OVER, DirectRoutes
+from app.core.pipeline import Admission, Pipeline, answer_headers, log_access
 from app.core.ratelimit import RateLimiter, make_counters
 from app.core.settings import Settings, load_settings
-
-access_log = logging.getLogger("http")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def package_version() -> str:
@@ -100,76 +94,32 @@ def _register_areas(app: Flask, api: Api) -> None:
 
 
 def _install_request_pipeline(app: Flask, state: Lockgate) -> None:
-    env_tokens = tuple(token for area in areas() for token in area.env_tokens)
+    pipeline = Pipeline(app, state, tuple(token for area in areas() for token in area.env_tokens))
+    app.wsgi_app = DirectRoutes(app, pipeline, app.wsgi_app)
 
     @app.before_request
     def begin_request():
         # The request and g proxies are resolved once: every lookup through them costs.
         req, ctx = request._get_current_object(), g._get_current_object()
-        ctx.started = time.perf_counter()
-        supplied = req.headers.get("X-Request-ID", "")
-        ctx.request_id = supplied if REQUEST_ID.match(supplied) else os.urandom(16).hex()
-        state.refresh_settings()
-        authorization = req.headers.get("Authorization")
-        principal = authenticate(authorization, env_tokens=env_tokens)
-        ctx.principal = principal
-        policy = route_policy(app, req.endpoint, req.path, req.method)
-        ctx.rate_limit = _apply_rate_limit(state, req, principal, policy.rate_group)
-        _authorise(req, principal, policy.scope, authorization)
-        jsonbody.check_url(req)
+        handed_over = req.environ.pop(HANDED_OVER, None)
+        admission, error = handed_over or (Admission(req.environ), None)
+        ctx.admission = admission
+        if handed_over is None:
+            pipeline.admit(admission, req.environ, req.endpoint, req.blueprint, req.path)
+        elif error is not None:
+            raise error
+        ctx.principal = admission.principal
 
     @app.after_request
     def finish_request(response):
-        ctx = g._get_current_object()
-        decision = getattr(ctx, "rate_limit", None)
-        headers = response.headers
-        if decision is not None:
-            headers.update(decision.headers())
-        headers["X-Request-ID"] = getattr(ctx, "request_id", "")
-        _log_access(response)
+        admission = g.get("admission")
+        response.headers.update(answer_headers(admission))
+        log_access(request.method, request.path, response.status_code, admission)
         return response
 
     @app.teardown_request
     def close_database(_exc):
         release_connection()
-
-
-def _log_access(response) -> None:
-    # Successes at debug (stored only when [logs] level asks for them); refusals
-    # at info, as they matter for security; server errors at warn.
-    status = response.status_code
-    level = logging.DEBUG if status < 400 else logging.INFO if status < 500 else logging.WARNING
-    if access_log.isEnabledFor(level):
-        elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        access_log.log(level, "%s %s %d %.1fms (request %s)", request.method, request.path, status,
-                       elapsed, g.get("request_id"))
-
-
-def _apply_rate_limit(state: Lockgate, req, principal: Principal | None, group: str):
-    if principal is not None:
-        identity = f"token:{principal.token_id}"
-    else:
-        trusted = state.settings.get("gateway.trusted_proxies") or []
-        identity = "ip:" + client_address(req.remote_addr, req.headers.get("X-Forwarded-For"), trusted)
-    decision = state.limiter.hit(group, identity)
-    if decision is not None and not decision.allowed:
-        raise RateLimited(
-            f"Rate limit of {decision.limit} requests exceeded; retry in {decision.retry_after}s",
-            details={"limit": decision.limit, "retry_after": decision.retry_after},
-            headers=decision.headers(),
-        )
-    return decision
-
-
-def _authorise(req, principal: Principal | None, scope: str | None, authorization: str | None) -> None:
-    # No scope: a public route, the docs, or an unknown route or method (its 404/405 comes next).
-    if scope is None:
-        return
-    if principal is None:
-        raise unauthorized(authorization)
-    refusal = principal.refusal(scope, req.blueprint)
-    if refusal is not None:
-        raise Forbidden(refusal, details={"required_scope": scope})
 
 
 def start_background(app: Flask) -> None:

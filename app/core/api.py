@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import marshmallow as ma
 import swagger_ui_bundle
 from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
-from flask import send_from_directory
+from flask import current_app, send_from_directory
 from flask.views import MethodView
 from flask_smorest import Api as BaseApi
 from flask_smorest import Blueprint as BaseBlueprint
@@ -183,6 +183,22 @@ class Blueprint(BaseBlueprint):
             return view
 
         return decorator
+
+    @staticmethod
+    def direct(handler):
+        """Answer a plain GET of this route without Flask's request machinery (``app.core.direct``).
+
+        ``handler(state)`` returns ``(body, status)`` and must only read: when it
+        raises, the request is served again through this Flask view.
+        """
+
+        @functools.wraps(handler)
+        def view():
+            body, status = handler(current_app.extensions["lockgate"])
+            return current_app.json.response(body), status
+
+        view._lockgate_direct = handler
+        return view
 
     @staticmethod
     def public(view):

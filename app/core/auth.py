@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.core.db import iso, prepared, utcnow
+from app.core.db import iso, prepared_read, utcnow
 from app.core.errors import Unauthorized
 from app.core.models import ApiToken
 
@@ -155,14 +155,14 @@ _LOOKUP_FIELDS = (ApiToken.token_hash, ApiToken.name, ApiToken.scopes, ApiToken.
 
 
 # Every request looks its token up.
-_lookup = prepared(lambda: ApiToken.select(*_LOOKUP_FIELDS).where(ApiToken.id == ""))
+_lookup = prepared_read(lambda: ApiToken.select(*_LOOKUP_FIELDS).where(ApiToken.id == ""))
 
 
 def _find(token_id: str) -> dict | None:
-    row = _lookup(token_id).fetchone()
-    if row is None:
+    rows = _lookup(token_id)
+    if not rows:
         return None
-    return {field.name: field.python_value(value) for field, value in zip(_LOOKUP_FIELDS, row, strict=True)}
+    return {field.name: field.python_value(value) for field, value in zip(_LOOKUP_FIELDS, rows[0], strict=True)}
 
 
 def revoke(token_id: str) -> bool:

@@ -122,45 +122,64 @@ class _CountsWrites:
         return super().execute(query, **context_options)
 
 
-class _Pings:
-    """``ping()``: the database answers a trivial query, on a connection kept for that alone.
+class _OwnConnection:
+    """``ping()`` and ``read_now()``: short reads on a connection this process keeps for them alone.
 
     A probe queued behind a busy pool would wait up to ``POOL_WAIT_SECONDS`` and
-    call a healthy database down, and a checkout costs more than the query. The
-    connection is this process's (greenlets take turns on it); one that broke
-    while idle (a database restarted since) is replaced once before the probe fails.
+    call a healthy database down, and a checkout costs more than a short query.
+    Greenlets take turns on the connection; one that broke while idle (a database
+    restarted since) is replaced once before the read fails.
     """
 
     def __init__(self, *args, **kwargs):
         # Made with the database, once gevent has patched threading: a greenlet may yield holding it.
-        self._ping_lock = threading.Lock()
-        self._ping_conn = self._ping_pid = None
+        self._own_lock = threading.Lock()
+        self._own_conn = self._own_pid = None
         super().__init__(*args, **kwargs)
 
     def ping(self) -> None:
-        with self._ping_lock:
-            self._before_checkout()
-            fresh = self._ping_conn is None or self._ping_pid != os.getpid()
-            while True:
-                if fresh:
-                    self._drop_ping_connection()
-                    # The driver's own connect, outside the pool's bookkeeping and limit.
-                    self._ping_conn, self._ping_pid = super(PooledDatabase, self)._connect(), os.getpid()
-                try:
-                    cursor = self._ping_conn.cursor()
-                    cursor.execute("SELECT 1")
-                    cursor.fetchone()
-                    cursor.close()
-                    return
-                except Exception:
-                    self._drop_ping_connection()
-                    if fresh:
-                        raise
-                    fresh = True
+        """The database answers a trivial query; raises if it does not."""
+        with self._own_lock:
+            self._read_own("SELECT 1", ())
 
-    def _drop_ping_connection(self) -> None:
-        conn, self._ping_conn = self._ping_conn, None
-        if conn is not None and self._ping_pid == os.getpid():
+    def read_now(self, sql: str, params: tuple) -> list[tuple]:
+        """The rows of a short read outside any transaction; on a pooled connection while another greenlet
+        is reading on this process's own (PostgreSQL reads yield), rather than wait for it."""
+        if not self._own_lock.acquire(blocking=False):
+            return self.execute_sql(sql, params).fetchall()
+        try:
+            return self._read_own(sql, params)
+        finally:
+            self._own_lock.release()
+
+    def _read_own(self, sql: str, params: tuple) -> list[tuple]:
+        self._before_checkout()
+        fresh = self._own_conn is None or self._own_pid != os.getpid()
+        while True:
+            if fresh:
+                self._drop_own_connection()
+                # The driver's own connect, outside the pool's bookkeeping and limit.
+                self._own_conn, self._own_pid = super(PooledDatabase, self)._connect(), os.getpid()
+            try:
+                return _retry_busy(lambda: self._fetch_all(self._own_conn, sql, params))
+            except Exception:
+                self._drop_own_connection()
+                if fresh:
+                    raise
+                fresh = True
+
+    @staticmethod
+    def _fetch_all(conn, sql: str, params: tuple) -> list[tuple]:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def _drop_own_connection(self) -> None:
+        conn, self._own_conn = self._own_conn, None
+        if conn is not None and self._own_pid == os.getpid():
             try:
                 conn.close()
             except Exception:
@@ -170,7 +189,7 @@ class _Pings:
         pass
 
 
-class SqliteDatabase(_CountsWrites, _Pings, PooledSqliteDatabase):
+class SqliteDatabase(_CountsWrites, _OwnConnection, PooledSqliteDatabase):
     """Write transactions take the write lock up front (BEGIN IMMEDIATE).
 
     A deferred transaction that reads and then writes can fail with a busy
@@ -234,7 +253,7 @@ class SqliteDatabase(_CountsWrites, _Pings, PooledSqliteDatabase):
         return _retry_busy(lambda: super(SqliteDatabase, self).begin(lock_type))
 
 
-class PostgresqlDatabase(_CountsWrites, _Pings, PooledPostgresqlDatabase):
+class PostgresqlDatabase(_CountsWrites, _OwnConnection, PooledPostgresqlDatabase):
     pass
 
 
@@ -394,20 +413,41 @@ def prepared(build):
     spends running it. ``build()`` returns the query with placeholder values
     in the places of the parameters; ``run(*params)`` returns the cursor.
     """
-    statements = weakref.WeakKeyDictionary()  # database -> SQL in its dialect
+    statement = _statements(build)
 
     def run(*params):
-        db = database.obj
-        statement = statements.get(db)
-        if statement is None:
-            query = build()
-            statement = statements[db] = (query.sql()[0], isinstance(query, _WriteQuery))
-        sql, writes = statement
+        sql, writes = statement()
         if writes:
             _note_write()
         return database.execute_sql(sql, params)
 
     return run
+
+
+def prepared_read(build):
+    """Like ``prepared``, for a short read that needs no transaction: ``run(*params)`` returns its rows,
+    read on the process's own connection (``read_now``), so a request that needs nothing else
+    from the database never checks one out of the pool."""
+    statement = _statements(build)
+
+    def run(*params):
+        return database.obj.read_now(statement()[0], params)
+
+    return run
+
+
+def _statements(build):
+    statements = weakref.WeakKeyDictionary()  # database -> (SQL in its dialect, whether it writes)
+
+    def statement():
+        db = database.obj
+        found = statements.get(db)
+        if found is None:
+            query = build()
+            found = statements[db] = (query.sql()[0], isinstance(query, _WriteQuery))
+        return found
+
+    return statement
 
 
 class BaseModel(Model):

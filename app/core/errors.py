@@ -159,14 +159,18 @@ def handle_exception(exc: Exception):
     if isinstance(exc, HTTPException):
         return error_response(from_http_exception(exc))
     if isinstance(exc, MaxConnectionsExceeded):
-        log.warning("database connection pool exhausted (request %s)", g.get("request_id"))
+        log.warning("database connection pool exhausted (request %s)", _request_id())
         return error_response(ServiceUnavailable("Too busy: no database connection free; retry shortly",
                                                  headers={"Retry-After": "1"}))
     if is_outage(exc):
         return error_response(outage(exc))
-    request_id = getattr(g, "request_id", None)
+    request_id = _request_id()
     log.exception("unhandled error (request %s)", request_id)
     return error_response(InternalError(f"Unexpected server error (request id {request_id})"))
+
+
+def _request_id() -> str | None:
+    return getattr(g.get("admission"), "request_id", None)
 
 
 def has_empty_segment(path: str) -> bool:

@@ -73,6 +73,16 @@ class JSONProvider(DefaultJSONProvider):
     def loads(self, s, **kwargs):
         return loads(s)
 
+    def body(self, obj) -> bytes:
+        """A JSON answer's body, as ``response`` writes it (the direct routes write it alone)."""
+        if (self.compact is None and self._app.debug) or self.compact is False:
+            return f"{self.dumps(obj, indent=2)}\n".encode()
+        return f"{self.dumps(obj, separators=(',', ':'))}\n".encode()
+
+    def response(self, *args, **kwargs):
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(self.body(obj), mimetype=self.mimetype)
+
 
 def request_body(request) -> bytes:
     """The request body, refused with 413 when over the limit even without a Content-Length.
@@ -89,14 +99,14 @@ def request_body(request) -> bytes:
     return data
 
 
-def check_url(request) -> None:
+def check_url(environ) -> None:
     """Refuse a path or query string that is not valid UTF-8 or holds NUL (werkzeug would substitute U+FFFD)."""
-    raw_path = request.environ.get("PATH_INFO", "")
+    raw_path = environ.get("PATH_INFO", "")
     if not (raw_path.isascii() and "\x00" not in raw_path):  # the common case needs no decoding
         reason = _bytes_problem(raw_path.encode("latin-1", "replace"))
         if reason:
             raise BadRequest(f"The request path is {reason}", details={"path": [reason]})
-    query = request.query_string
+    query = environ.get("QUERY_STRING", "").encode("latin-1")
     if not query or (query.isascii() and b"%" not in query and b"\x00" not in query):
         return
     for pair in query.split(b"&"):

@@ -82,10 +82,10 @@ def test_the_health_ping_has_a_connection_of_its_own_and_replaces_a_broken_one(a
     db = database.obj
     in_use, idle = dict(db._in_use), list(db._connections)
     db.ping()
-    first = db._ping_conn
+    first = db._own_conn
     db.ping()
-    assert db._ping_conn is first  # kept between probes
+    assert db._own_conn is first  # kept between probes
     assert dict(db._in_use) == in_use and list(db._connections) == idle  # the pool is never touched
     first.close()  # as a database restart leaves it: broken while idle
     db.ping()
-    assert db._ping_conn is not first
+    assert db._own_conn is not first
