@@ -58,9 +58,9 @@ class DirectRoutes:
             body, status = route.handler(self.pipeline.state)
             data = self.app.json.body(body)
         except Exception:
-            return self._hand_over(environ, start_response, admission, None)
-        finally:
             release_connection()
+            return self._hand_over(environ, start_response, admission, None)
+        release_connection()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
                    *answer_headers(admission).items()]
         start_response(_status_line(status), headers)
