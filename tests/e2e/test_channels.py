@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from app.channels.models import ChannelMessage
+from app.channels.models import SENT, ChannelMessage
 from app.core.db import connection, init_database
 from app.core.models import Event
 from app.sessions.models import AgentSession
@@ -225,12 +225,22 @@ def test_a_wrong_token_shows_disconnected_with_the_reason_and_a_fix_reconnects(a
     connected(api)
 
 
+def all_sent(update_ids) -> bool:
+    with connection():
+        states = [row.state for row in ChannelMessage.select(ChannelMessage.state).where(
+            ChannelMessage.external_id.in_([str(u) for u in update_ids]))]
+    return len(states) == len(update_ids) and set(states) == {SENT}
+
+
 def test_killing_the_owning_worker_hands_the_connection_over_without_handling_an_update_twice(api, fake, server):
     connected(api)
     owner = wait_until(lambda: owner_pid(server, "telegram"), timeout=10, message="the owner")
     sent = [fake.message(chat_id=600 + n, user_id=ALICE, text=f"before {n}") for n in range(5)]
     for n in range(5):
         replies(fake, 600 + n, 1)
+    # Replies are sent at least once: a worker killed between sending one and recording it sends it
+    # again. What is checked here is that no update is taken in twice, so the kill waits for the records.
+    wait_until(lambda: all_sent(sent), timeout=10, message="the replies recorded as sent")
     os.kill(owner, signal.SIGKILL)
     sent += [fake.message(chat_id=600 + n, user_id=ALICE, text=f"during {n}") for n in range(5)]
     new_owner = wait_until(lambda: (pid := owner_pid(server, "telegram")) and pid != owner and pid,
