@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.core import sse
-from app.core.background import stopping
 from app.core.db import connection, release_connection, utcnow
 from app.core.logging import LEVELS
 from app.core.models import LogEntry
@@ -89,19 +88,41 @@ def _replay(log_filter: LogFilter, cursor: int):
         cursor = rows[-1].id
 
 
+class _Live:
+    """What a live stream sends of each batch the tailer hands over: run in the tailer's greenlet."""
+
+    __slots__ = ("log_filter", "cursor")
+
+    def __init__(self, log_filter: LogFilter):
+        self.log_filter = log_filter
+        self.cursor = 0  # set to what the replay reached before the stream goes live
+
+    def render(self, batch: list) -> str:
+        frames = []
+        for entry in batch:
+            if entry.id > self.cursor and self.log_filter.matches(entry):
+                self.cursor = entry.id
+                frames.append(_frame(entry))
+        # One write per poll, not per record: socket writes dominate fan-out cost. A lone
+        # frame is passed as it is, the same object for every stream, encoded once.
+        return frames[0] if len(frames) == 1 else "".join(frames)
+
+
 def stream(log_filter: LogFilter, last_event_id: int | None, heartbeat: float, max_backlog: int):
     """SSE text for every matching entry after the cursor, then live ones, until shutdown or overflow."""
-    with sse.Subscription(max_backlog) as subscription:
+    live = _Live(log_filter)
+    with sse.Subscription(max_backlog, render=live.render, heartbeat=heartbeat) as subscription:
         unsubscribe = tailer.subscribe(subscription.put)
         try:
-            yield from _follow(subscription, log_filter, last_event_id, heartbeat)
+            yield from _follow(subscription, live, last_event_id)
         finally:
             unsubscribe()
 
 
-def _follow(subscription: sse.Subscription, log_filter: LogFilter, last_event_id: int | None, heartbeat: float):
+def _follow(subscription: sse.Subscription, live: _Live, last_event_id: int | None):
     # Held connections would exhaust the pool with many open streams.
     release_connection()
+    log_filter = live.log_filter
     if last_event_id is not None:
         cursor = last_event_id
     elif log_filter.since is not None:
@@ -117,25 +138,10 @@ def _follow(subscription: sse.Subscription, log_filter: LogFilter, last_event_id
                 return  # the worker is stopping: a long history must not hold it up
             cursor = entry.id
             yield from subscription.written(_frame(entry))
-        cursor = max(cursor, horizon)
+        live.cursor = cursor = max(cursor, horizon)
         if subscription.go_live(cursor):
             break
-    while not stopping():
-        try:
-            batch = subscription.get(timeout=heartbeat)
-        except StopIteration:
-            break
-        if batch is None:
-            yield sse.comment()
-            continue
-        frames = []
-        for entry in batch:
-            if entry.id > cursor and log_filter.matches(entry):
-                cursor = entry.id
-                frames.append(_frame(entry))
-        if frames:
-            # One write per poll, not per record: socket writes dominate fan-out cost.
-            yield "".join(frames)
+    yield from subscription.follow()
 
 
 def sweep(retention_days: float, max_entries: int) -> int:

@@ -3,7 +3,10 @@ cap on event streams counted in the database, slow streams closed and counted, a
 service's work logged at info under PRX-style module names."""
 
 import logging
+import socket
+import ssl
 import threading
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -243,6 +246,100 @@ def test_a_replay_write_that_completes_resets_the_count(app):
             subscription.put(_rows(n * 8 + 1, 8))
             next(writes, None)  # the write went through
         assert not subscription.overflowed
+
+
+def test_a_live_stream_is_handed_only_what_it_renders(app):
+    rendered = []
+
+    def render(batch):
+        rendered.append([row.id for row in batch])
+        return "".join(f"{row.id}\n" for row in batch if row.id % 2 == 0)
+
+    with sse.Subscription(max_backlog=10, render=render) as subscription:
+        subscription.put(_rows(1, 3))  # catching up: the replay reads these from the database
+        assert subscription.go_live(3)
+        subscription.put(_rows(5, 1))  # nothing for this stream: it is not woken
+        subscription.put(_rows(6, 3))
+        assert rendered == [[5], [6, 7, 8]]
+        assert subscription.writer is None  # a test client's request: yielded, not written to a socket
+        assert subscription.get(0.1) == "6\n8\n"
+        assert subscription.get(0.01) is None
+
+
+def test_a_heartbeat_goes_only_to_a_live_stream_quiet_for_most_of_one(app):
+    with sse.Subscription(max_backlog=10, render=lambda batch: "record\n", heartbeat=10) as subscription:
+        subscription.beat(time.monotonic() + 60)
+        assert subscription.get(0.01) is None  # catching up: its replay is writing
+        assert subscription.go_live(0)
+        now = time.monotonic()
+        subscription.beat(now + 5)
+        assert subscription.get(0.01) is None  # half a heartbeat: not yet
+        subscription.beat(now + 8)
+        assert subscription.get(0.1) == sse.comment()
+        subscription.beat(now + 12)
+        assert subscription.get(0.01) is None  # a heartbeat was just sent
+        subscription.put(_rows(1, 1))
+        subscription.beat(now + 60)  # a record waits to be written: it is sign of life enough
+        assert subscription.get(0.1) == "record\n" and subscription.get(0.01) is None
+        follow = subscription.follow()
+        subscription.beat(time.monotonic() + 60)
+        assert next(follow) == sse.comment()
+        subscription.close()
+        assert list(follow) == []
+
+
+def test_a_stream_whose_render_fails_is_closed_and_the_others_go_on(app, caplog):
+    def broken(batch):
+        raise KeyError("level")
+
+    with sse.Subscription(render=broken) as failing, sse.Subscription(render=lambda batch: "ok") as working:
+        assert failing.go_live(0) and working.go_live(0)
+        for subscription in (failing, working):
+            subscription.put(_rows(1, 1))
+        assert failing.closed and not failing.overflowed
+        assert list(failing.follow()) == []
+        assert working.get(0.1) == "ok"
+    assert "stream closed: rendering a batch failed" in caplog.text
+
+
+def test_streams_are_written_straight_to_the_socket_only_on_a_plain_non_blocking_one(monkeypatch):
+    """Under gevent (a gunicorn worker) with the headers out; never on TLS, a blocking socket, or
+    a server whose response object is not gunicorn's."""
+    monkeypatch.setattr(sse, "gevent_patched", lambda: True)
+    plain, peer = socket.socketpair()
+    tls = ssl.create_default_context().wrap_socket(socket.socket(), server_hostname="localhost",
+                                                   do_handshake_on_connect=False)
+    try:
+        plain.setblocking(False)
+        tls.setblocking(False)
+
+        def writer(sock=plain, chunked=True, headers_sent=True):
+            return sse.SocketWriter.for_response(SimpleNamespace(sock=sock, chunked=chunked,
+                                                                 headers_sent=headers_sent))
+
+        assert writer().chunked and not writer(chunked=False).chunked
+        assert writer(tls) is None
+        assert writer(headers_sent=False) is None
+        assert sse.SocketWriter.for_response(None) is None  # werkzeug's server: no response object
+        plain.setblocking(True)
+        assert writer() is None
+        plain.setblocking(False)
+        monkeypatch.setattr(sse, "gevent_patched", lambda: False)
+        assert writer() is None
+
+        chunked = sse.SocketWriter(plain, chunked=True)
+        assert chunked.try_write(chunked.frame("data: é\n\n")) == b""
+        assert chunked.try_write(sse.SocketWriter(plain, chunked=False).frame(": x\n\n")) == b""
+        assert peer.recv(100) == b"A\r\ndata: \xc3\xa9\n\n\r\n: x\n\n"
+        rest = chunked.try_write(b"z" * (64 << 20))  # more than the socket takes: the rest comes back
+        assert 0 < len(rest) < 64 << 20
+        peer.close()
+        with pytest.raises(OSError):  # the client has gone
+            for _ in range(10):
+                chunked.try_write(b"z" * 65536)
+    finally:
+        for sock in (plain, peer, tls):
+            sock.close()
 
 
 def test_status_counts_open_streams(capped):

@@ -8,9 +8,8 @@ import time
 import pytest
 import requests
 
-from app.core.logging import LOGS_LOCK_KEY
 from tests.support.http import assert_envelope, fresh_get
-from tests.support.server import free_port
+from tests.support.server import free_port, insert_logs
 from tests.support.sse import SseStream
 from tests.support.wait import wait_until
 
@@ -100,20 +99,6 @@ def test_the_stream_cap_holds_across_workers_and_frees_closed_slots(server_facto
 # ---- a client that stops reading -----------------------------------------------
 
 
-def _flood(database_url: str, rows: int, size: int) -> None:
-    """Append many large log records from outside the server, in a few transactions."""
-    from app.core.db import advisory_lock, connection, init_database, transaction, utcnow
-    from app.core.models import LogEntry
-
-    init_database(database_url)
-    text = "x" * size
-    for start in range(0, rows, 1000):
-        with connection(), transaction():
-            advisory_lock(LOGS_LOCK_KEY)
-            LogEntry.insert_many([{"timestamp": utcnow(), "level": 20, "module": "flood",
-                                   "message": f"{start + n} {text}"} for n in range(1000)]).execute()
-
-
 def _open_without_reading(server, token) -> socket.socket:
     sock = socket.socket()
     # A small receive window: the server's writes block soon, as with a stalled client.
@@ -149,7 +134,7 @@ def test_a_client_that_stops_reading_loses_its_stream_and_the_drop_is_counted(se
     sock = _open_without_reading(server, server.token("read"))
     try:
         assert _status(server)["streams"] == {"open": 1, "dropped_slow": 0}
-        _flood(server.database_url, rows=30_000, size=1000)
+        insert_logs(server.database_url, [f"{n} {'x' * 1000}" for n in range(30_000)], module="flood")
         wait_until(lambda: _status(server)["streams"] == {"open": 0, "dropped_slow": 1}, timeout=30,
                    interval=0.2, message="the stalled stream closed and counted")
         assert _read_to_end(sock, timeout=30), "the server kept the stalled connection open"

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.support.http import assert_envelope, fresh_get
-from tests.support.server import insert_log
+from tests.support.server import insert_log, insert_logs
 from tests.support.sse import SseStream
 from tests.support.wait import wait_until
 
@@ -118,6 +118,105 @@ def test_last_event_id_resumes_without_gaps(server):
         assert [int(e.id) for e in events] == missed
         later = insert_log(server.database_url, "resume 6", module="test::resume")
         assert int(stream.next_event().id) == later
+    finally:
+        stream.close()
+
+
+# ---- live records written straight to the socket ------------------------------------
+
+
+def test_live_records_go_straight_to_the_socket_framed_as_gunicorn_frames_them(server_factory):
+    """HTTP/1.1 gets chunks, HTTP/1.0 a plain body to the close: gunicorn's choice, kept by the writes
+    the tailer makes itself, and the closing chunk still comes from gunicorn at shutdown."""
+    server = server_factory({"logs": {"level": "debug", "heartbeat_secs": 0.5}})
+    headers = server.headers("read")
+    streams = {version: SseStream(server.url, "/api/v1/logs/stream", headers, {"module": "test::wire"},
+                                  http_version=version) for version in ("1.1", "1.0")}
+    try:
+        def modes():
+            entries = fresh_get(f"{server.url}/api/v1/logs", headers=headers,
+                                params={"module": "http::sse", "level": "debug"}).json()["entries"]
+            return sorted(e["message"] for e in entries if e["message"].startswith("stream live"))
+
+        assert wait_until(lambda: len(found := modes()) == 2 and found, timeout=10, interval=0.1) == [
+            "stream live: written straight to its socket (chunked)",
+            "stream live: written straight to its socket (not chunked)"]
+        ids = [insert_log(server.database_url, f"wire {n}", module="test::wire") for n in range(3)]
+        time.sleep(1.2)  # quiet: heartbeats from the worker's heartbeat loop, between the tailer's writes
+        ids += [insert_log(server.database_url, f"wire {n}", module="test::wire") for n in range(3, 5)]
+        for stream in streams.values():
+            events = stream.events_until(lambda e: e.json()["message"] == "wire 4")
+            assert [int(e.id) for e in events] == ids
+            assert "heartbeat" in stream.comments
+        assert streams["1.1"].headers["transfer-encoding"] == "chunked"
+        assert "transfer-encoding" not in streams["1.0"].headers
+        server.process.send_signal(signal.SIGTERM)
+        for stream in streams.values():
+            while stream.next_event() is not None:
+                pass
+            assert stream.parser.unknown == []  # no chunk size line where none belongs, nothing cut
+        assert streams["1.1"].ended and streams["1.0"].closed
+        assert server.process.wait(15) == 0
+    finally:
+        for stream in streams.values():
+            stream.close()
+
+
+def test_a_client_that_reads_slowly_gets_every_record_intact_and_in_order(server):
+    """Records the socket cannot take at once wait their turn, and what follows queues behind them,
+    while the client reads a little at a time and new records keep coming."""
+    import threading
+
+    stream = SseStream(server.url, "/api/v1/logs/stream", server.headers("read"), {"module": "test::slow"},
+                       timeout=30, receive_buffer=4096)
+    # 8 MB: more than the kernel buffers of both ends hold (4 MB at most for the sender's).
+    messages = [f"slow {n} {'y' * (n % 4000)}" for n in range(4000)]
+
+    def produce():
+        for start in range(0, len(messages), 250):  # many polls' worth, each more than the socket takes
+            insert_logs(server.database_url, messages[start:start + 250], module="test::slow")
+            time.sleep(0.1)
+
+    producer = threading.Thread(target=produce)
+    try:
+        time.sleep(0.5)  # live before the records come
+        producer.start()
+        time.sleep(1.0)  # not reading: the socket fills, the rest queues
+        received = []
+        while len(received) < len(messages):
+            event = stream.next_event()
+            assert event is not None, f"the stream ended after {len(received)} records"
+            received.append(event)
+            if len(received) % 50 == 0:
+                time.sleep(0.02)  # reading slowly: the socket takes a little at a time
+        assert [e.json()["message"] for e in received] == messages
+        ids = [int(e.id) for e in received]
+        assert ids == sorted(set(ids))
+        assert stream.parser.unknown == []
+        insert_log(server.database_url, "after the slow read", module="test::slow")
+        assert stream.next_event().json()["message"] == "after the slow read"
+    finally:
+        producer.join(60)
+        stream.close()
+
+
+def test_a_stream_stopped_while_its_client_lags_ends_after_whole_chunks(server_factory):
+    """At shutdown what waits for a lagging client is sent before gunicorn's closing chunk."""
+    server = server_factory()
+    stream = SseStream(server.url, "/api/v1/logs/stream", server.headers("read"), {"module": "test::lag"},
+                       timeout=30, receive_buffer=4096)
+    try:
+        time.sleep(0.5)
+        messages = [f"lag {n} {'z' * (n % 4000)}" for n in range(4000)]  # 8 MB, as above
+        insert_logs(server.database_url, messages, module="test::lag")
+        time.sleep(1.0)  # handed over: what the socket did not take waits in the queue
+        server.process.send_signal(signal.SIGTERM)
+        received = []
+        while (event := stream.next_event()) is not None:
+            received.append(event.json()["message"])
+        assert received == messages
+        assert stream.ended and stream.parser.unknown == []
+        assert server.process.wait(15) == 0
     finally:
         stream.close()
 

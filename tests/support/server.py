@@ -258,3 +258,17 @@ def insert_log(database_url: str, message: str, module: str = "test::outside", l
     with connection(), transaction():
         advisory_lock(LOGS_LOCK_KEY)
         return LogEntry.create(timestamp=utcnow(), level=level, module=module, message=message).id
+
+
+def insert_logs(database_url: str, messages: list[str], module: str = "test::outside") -> None:
+    """Append many log records from outside the server, in order, 1,000 to a transaction."""
+    from app.core.db import advisory_lock, connection, init_database, transaction, utcnow
+    from app.core.logging import LOGS_LOCK_KEY
+    from app.core.models import LogEntry
+
+    init_database(database_url)
+    for start in range(0, len(messages), 1000):
+        with connection(), transaction():
+            advisory_lock(LOGS_LOCK_KEY)
+            LogEntry.insert_many([{"timestamp": utcnow(), "level": 20, "module": module, "message": message}
+                                  for message in messages[start:start + 1000]]).execute()

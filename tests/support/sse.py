@@ -32,6 +32,7 @@ class SseParser:
     def __init__(self):
         self.comments: list[str] = []
         self.retry: int | None = None
+        self.unknown: list[str] = []  # lines no event field explains: framing gone wrong, say
         self._event = SseEvent()
 
     def feed(self, line: str) -> SseEvent | None:
@@ -52,6 +53,8 @@ class SseParser:
             self._event.data.append(value)
         elif key == "retry" and value.isdigit():
             self.retry = int(value)
+        else:
+            self.unknown.append(line)
         return None
 
 
@@ -115,13 +118,18 @@ class SseStream:
     """
 
     def __init__(self, base_url: str, path: str, headers: dict, params: dict | None = None,
-                 timeout: float | None = 10):
+                 timeout: float | None = 10, http_version: str = "1.1", receive_buffer: int | None = None):
         parsed = urlparse(base_url)
         self.timeout = timeout
-        self.sock = socket.create_connection((parsed.hostname, parsed.port), timeout=timeout)
+        self.sock = socket.socket()
+        if receive_buffer is not None:
+            # Before connecting, so that the window the server sees is this small.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(timeout)
+        self.sock.connect((parsed.hostname, parsed.port))
         query = f"?{urlencode(params)}" if params else ""
         sent = {"Host": f"{parsed.hostname}:{parsed.port}", "Accept": "text/event-stream", **headers}
-        lines = [f"GET {path}{query} HTTP/1.1"] + [f"{key}: {value}" for key, value in sent.items()]
+        lines = [f"GET {path}{query} HTTP/{http_version}"] + [f"{key}: {value}" for key, value in sent.items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.parser = SseParser()
         self.closed = False
