@@ -238,7 +238,8 @@ def error_responses(scope: str | None, *, arguments: bool, body: bool, path: boo
         "Rate limit of this route's group exceeded (or, for a stream, too many open streams for the token)",
         **{"Retry-After": RETRY_AFTER, "X-RateLimit-Limit": "Requests allowed per period",
            "X-RateLimit-Remaining": "Requests left in this period", "X-RateLimit-Reset": "Seconds until it resets"})
-    responses[503] = _error_response("The database or the rate-limit storage is unavailable", **{
+    responses[503] = _error_response("The database or the rate-limit storage is unavailable, or the database "
+                                     "rolled the request back for a concurrent one (it changed nothing)", **{
         "Retry-After": RETRY_AFTER})
     return responses
 

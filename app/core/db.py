@@ -59,12 +59,28 @@ SQLITE_OUTAGES = ("unable to open database", "disk i/o error", "readonly databas
 POSTGRES_OUTAGE_CODES = ("08", "53", "57P")
 
 
+def _driver_error(exc: BaseException) -> BaseException:
+    while getattr(exc, "orig", None) is not None:
+        exc = exc.orig  # peewee keeps the exception it wraps, sometimes a peewee one wrapping the driver's
+    return exc
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether PostgreSQL rolled the transaction back for a concurrent one (a deadlock, a serialisation
+    failure): nothing of it was written, and the same request sent again can succeed."""
+    exc = _driver_error(exc)
+    if type(exc).__module__.partition(".")[0] != "psycopg2":
+        return False
+    import psycopg2.extensions
+
+    return isinstance(exc, psycopg2.extensions.TransactionRollbackError)
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` means the database is unreachable or unusable (503), not that a query is wrong (500)."""
     if isinstance(exc, DatabaseUnavailable):
         return True
-    while getattr(exc, "orig", None) is not None:
-        exc = exc.orig  # peewee keeps the exception it wraps, sometimes a peewee one wrapping the driver's
+    exc = _driver_error(exc)
     if isinstance(exc, sqlite3.OperationalError):
         return any(text in str(exc).lower() for text in SQLITE_OUTAGES)
     if type(exc).__module__.partition(".")[0] != "psycopg2":
@@ -74,6 +90,8 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, psycopg2.InterfaceError):
         return True  # the connection is closed
     if not isinstance(exc, psycopg2.OperationalError):
+        return False
+    if is_conflict(exc):
         return False
     # A connection that failed or broke has no SQLSTATE: the server never answered.
     return exc.pgcode is None or exc.pgcode.startswith(POSTGRES_OUTAGE_CODES)

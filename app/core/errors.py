@@ -9,7 +9,7 @@ from flask import current_app, g, has_request_context, jsonify, request
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
-from app.core.db import first_line, is_outage
+from app.core.db import first_line, is_conflict, is_outage
 from app.core.redaction import mask_text, mask_values
 
 log = logging.getLogger("http")
@@ -164,6 +164,8 @@ def handle_exception(exc: Exception):
                                                  headers={"Retry-After": "1"}))
     if is_outage(exc):
         return error_response(outage(exc))
+    if is_conflict(exc):
+        return error_response(collided(exc))
     request_id = _request_id()
     log.exception("unhandled error (request %s)", request_id)
     return error_response(InternalError(f"Unexpected server error (request id {request_id})"))
@@ -191,6 +193,18 @@ def outage(exc: BaseException) -> ServiceUnavailable:
         log.warning("database unavailable: %s", first_line(exc))
     return ServiceUnavailable("The database is unavailable; retry shortly",
                               headers={"Retry-After": str(OUTAGE_RETRY_AFTER)})
+
+
+def collided(exc: BaseException) -> ServiceUnavailable:
+    """The 503 for a transaction the database rolled back for a concurrent one: safe to send again.
+
+    Logged as an error with its trace: a deadlock means two transactions take their rows in different
+    orders, which is a defect to fix (each area documents its lock order).
+    """
+    log.error("transaction rolled back for a concurrent one (request %s): %s", _request_id(), first_line(exc),
+              exc_info=exc)
+    return ServiceUnavailable("The request collided with a concurrent one in the database and changed nothing; "
+                              "send it again", headers={"Retry-After": "1"})
 
 
 def register(app):

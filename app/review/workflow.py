@@ -24,7 +24,7 @@ from datetime import datetime
 from peewee import IntegrityError
 
 from app.core import events, jobs, offhub
-from app.core.db import connection, iso, transaction, utcnow
+from app.core.db import advisory_lock, connection, iso, transaction, utcnow
 from app.core.errors import ServiceUnavailable
 from app.review import knowledge, package, sandbox, signing
 from app.review.knowledge import store as knowledge_store
@@ -47,6 +47,7 @@ log = logging.getLogger("review::workflow")
 ANALYSIS_RETRIES = (5.0, 30.0, 120.0)  # faults of the analyser itself, not of the code: then a person decides
 SIGNING_RETRIES = (5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)  # e.g. until `flask signing init` has been run
 CLAIM_MARGIN_SECS = 30.0
+REVIEWER_ROTATION_LOCK_KEY = 0x4C6B7276  # arbitrary, fixed: "Lkrv"
 INSIGHT_FINDINGS = 8  # the most severe findings each look up the knowledge base
 INSIGHTS_PER_FINDING = 2
 MAX_INSIGHTS = 8
@@ -152,8 +153,11 @@ def rag_insights(findings: list[dict]) -> list[dict]:
 
 
 def _next_reviewer(reviewers: list[str]) -> str | None:
+    """Round robin over the reviews queued so far; called inside the transaction that queues one."""
     if not reviewers:
         return None
+    # Held to commit: two analyses recorded at once would otherwise count the same queue and pick the same person.
+    advisory_lock(REVIEWER_ROTATION_LOCK_KEY)
     queued = ReviewSession.select().where(ReviewSession.escalated_at.is_null(False)).count()
     return reviewers[queued % len(reviewers)]
 

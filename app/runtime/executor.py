@@ -142,7 +142,7 @@ def _start(execution_id: str, max_attempts: int) -> Run | jobs.Outcome:
                                  memory_bytes=rss_bytes())
          .where(RuntimeExecution.id == execution_id).execute())
         row = RuntimeExecution.get_by_id(execution_id)
-        if agent is not None:
+        if agent is not None:  # after the execution's row: the lock order of app.runtime.service
             RuntimeAgent.update(last_activity_at=now).where(RuntimeAgent.id == agent.id).execute()
         events.publish("agent.execution.started", started_payload(row))
     return Run(row, loaded, options)

@@ -6,6 +6,12 @@ in the same transaction, so it is queued exactly when the request succeeds.
 ``Idempotency-Key``: the key is stored with the execution (unique per agent),
 so a retried request reaches the same execution whichever worker answers it.
 
+Lock order: a transaction writes rows in the order job, execution, agent, as
+the executor does when it starts and records a run and as a delete does. (On
+PostgreSQL a key's uniqueness check waits for whoever is updating the
+execution holding that key: taking the agent's row before it deadlocked with
+the executor.)
+
 Workflows run the same way and the request waits for the result: enqueueing
 a job (rather than running inline in the request) keeps every run durable,
 bounded per agent and listed in its history; the wait polls the execution's
@@ -230,15 +236,21 @@ def execute(settings, agent_id: str, body: dict, idempotency_key: str | None = N
                 earlier = _by_key(agent_id, key)
                 if earlier is not None:
                     return _same_request(earlier, body["input"], parameters)
-            RuntimeAgent.update(last_activity_at=utcnow()).where(RuntimeAgent.id == agent.id).execute()
-            return _enqueue(agent.id, agent_id=agent.id, idempotency_key=key, origin="execute",
-                            input=body["input"], parameters=parameters)
+            execution = _enqueue(agent.id, agent_id=agent.id, idempotency_key=key, origin="execute",
+                                 input=body["input"], parameters=parameters)
+            _touch(agent.id)
+            return execution
     except IntegrityError:
         # The same key in a concurrent request, on this worker or another: its execution is the one.
         earlier = _by_key(agent_id, key) if key is not None else None
         if earlier is None:
             raise
         return _same_request(earlier, body["input"], parameters)
+
+
+def _touch(agent_id: str) -> None:
+    """Record activity on the agent: after its execution's row is written (the lock order above)."""
+    RuntimeAgent.update(last_activity_at=utcnow()).where(RuntimeAgent.id == agent_id).execute()
 
 
 def _by_key(agent_id: str, key: str) -> RuntimeExecution | None:
@@ -326,9 +338,11 @@ def start_workflow(settings, body: dict) -> RuntimeExecution:
     with transaction():
         if agent is not None:
             agent = find_agent(agent.id)
-            RuntimeAgent.update(last_activity_at=utcnow()).where(RuntimeAgent.id == agent.id).execute()
             partition, fields["agent_id"] = agent.id, agent.id
-        return _enqueue(partition, **fields)
+        execution = _enqueue(partition, **fields)
+        if agent is not None:
+            _touch(agent.id)
+        return execution
 
 
 def run_workflow(settings, body: dict) -> dict:

@@ -3,15 +3,25 @@ request machinery, and answers exactly as Flask would; anything else, and every 
 goes through Flask with the admission already made, so nothing is counted twice."""
 
 import logging
+import time
+from types import SimpleNamespace
 
 import pytest
 from flask import Flask
 
-from app.core import direct
+from app.core import direct, ratelimit
 from app.core.db import DatabaseUnavailable, database
 from app.status import service
 
 VOLATILE = {"X-Request-ID", "X-RateLimit-Reset", "X-RateLimit-Remaining"}
+
+
+@pytest.fixture(autouse=True)
+def one_window(monkeypatch):
+    """The rate-limit clock stands still: the requests a test compares fall in one window however long they
+    take (a window of the 1000/s probes limit lasts one second), so their counts differ by their own hits."""
+    pinned = time.time()
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: pinned, monotonic=time.monotonic))
 
 
 @pytest.fixture

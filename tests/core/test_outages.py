@@ -11,12 +11,13 @@ import time
 
 import peewee
 import psycopg2
+import psycopg2.errors
 import pytest
 
 from app import create_app
 from app.core import ratelimit
 from app.core.auth import create_token
-from app.core.db import DatabaseUnavailable, connection, database, is_outage
+from app.core.db import DatabaseUnavailable, connection, database, is_conflict, is_outage
 from app.core.errors import ServiceUnavailable
 from app.core.migrate import discover
 from app.core.ratelimit import RateLimiter, RedisCounters
@@ -260,6 +261,26 @@ def test_a_wrong_statement_stays_a_500(app, auth):
 
     response = app.test_client().get("/api/v1/wrong-sql", headers=auth("read"))
     assert response.status_code == 500 and response.json["error"]["code"] == "internal_error"
+
+
+def test_a_transaction_rolled_back_for_a_concurrent_one_answers_503_to_send_again(app, auth, backend, caplog):
+    @app.route("/api/v1/collided")
+    def collided():
+        if backend == "postgresql":  # the server's own error, through the driver and peewee
+            database.execute_sql("DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$")
+        deadlock = psycopg2.errors.DeadlockDetected("deadlock detected")
+        raise peewee.OperationalError(deadlock, *deadlock.args)  # as peewee wraps it
+
+    with caplog.at_level("ERROR", logger="http"):
+        response = app.test_client().get("/api/v1/collided", headers=auth("read"))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.json["error"]["code"] == "service_unavailable"
+    assert "send it again" in response.json["error"]["message"]
+    assert any("rolled back for a concurrent one" in record.getMessage() and record.exc_info
+               for record in caplog.records)
+    serialisation = psycopg2.errors.SerializationFailure("could not serialize access")
+    assert is_conflict(peewee.OperationalError(serialisation, *serialisation.args))
+    assert not is_outage(serialisation) and not is_conflict(RuntimeError("deadlock detected"))
 
 
 # ---- a counter store that hangs -----------------------------------------------------------------

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 import tarfile
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 
 from app.core import jobs
 from app.core.auth import Principal, create_token
-from app.core.db import connection, utcnow
-from app.review import package, service, signing
+from app.core.db import connection, transaction, utcnow
+from app.review import package, service, signing, workflow
 from app.review.models import ReviewSession
 from tests.review.support import EVAL_TOOL, RELAXED, SHELL_TOOL, copy_keys, running_pool, submission
 from tests.support.wait import wait_until
@@ -156,6 +158,41 @@ def test_rejection_and_request_changes_with_resubmission(app, client, auth, revi
         resubmitted = settled(client, auth("read"), fixed, "signed", "pending_review")
     assert resubmitted["previous_review_id"] == second
     assert session(client, auth("read"), first)["signing_status"] == "not_approved"
+
+
+def test_analyses_recorded_at_once_go_to_different_reviewers(app, client, auth):
+    """Two analyses recorded in overlapping transactions (two workers): each reviewer gets one."""
+    first = submit(client, auth("write"), submission(SHELL_TOOL, name="shell-a"))
+    second = submit(client, auth("write"), submission(EVAL_TOOL, name="calc"))
+    settings = app.extensions["lockgate"].settings
+
+    def analysed():
+        return workflow.Analysed(workflow.incomplete("a test"), [], None, utcnow())
+
+    recorded, errors = threading.Event(), []
+
+    def record_first():
+        try:
+            with connection(), transaction():
+                workflow.record_analysis(first, analysed(), settings)
+                recorded.set()
+                time.sleep(0.5)  # the second analysis is being recorded by now
+        except Exception as exc:
+            errors.append(exc)
+            recorded.set()
+
+    thread = threading.Thread(target=record_first)
+    thread.start()
+    assert recorded.wait(10)
+    with connection(), transaction():
+        workflow.record_analysis(second, analysed(), settings)
+    thread.join(10)
+    assert errors == []
+    assigned = {review_id: session(client, auth("read"), review_id)["state"] for review_id in (first, second)}
+    assert {state["type"] for state in assigned.values()} == {"pending_review"}
+    queue = client.get(f"{BASE}/review/queue", headers=auth("read")).get_json()
+    assert sorted(item["assigned_to"] for item in queue["pending_reviews"]) == ["alice@example.com",
+                                                                               "bob@example.com"]
 
 
 def test_sessions_are_paged_and_filtered_in_sql(app, client, auth):

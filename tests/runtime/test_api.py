@@ -2,6 +2,7 @@
 
 import json
 import logging
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -10,11 +11,11 @@ import psutil
 import pytest
 
 from app.agent.models import MemoryEntry
-from app.core.db import SqliteDatabase, connection, database, utcnow
+from app.core.db import SqliteDatabase, connection, database, transaction, utcnow
 from app.core.models import Event, Job
 from app.runtime import executor
 from app.runtime.dsl import parse
-from app.runtime.models import RuntimeExecution
+from app.runtime.models import RuntimeAgent, RuntimeExecution
 from tests.runtime.conftest import tool
 from tests.support.wait import wait_until
 
@@ -324,6 +325,31 @@ def test_the_idempotency_key_returns_the_same_execution(client, auth):
     assert bad.status_code == 400
     with connection():
         assert RuntimeExecution.select().where(RuntimeExecution.agent_id == agent_id).count() == 2
+
+
+def test_a_key_in_use_by_an_open_transaction_is_waited_for_without_deadlock(client, auth):
+    """A transaction writing an execution with a key, then its agent's row (the order of the executor and
+    of every request): a request with the same key meanwhile waits for it, then answers that execution."""
+    agent_id = create(client, auth)
+    first, written, errors = "execution-in-flight", threading.Event(), []
+
+    def in_flight():
+        try:
+            with connection(), transaction():
+                RuntimeExecution.create(id=first, agent_id=agent_id, idempotency_key="key-1", origin="execute",
+                                        status="queued", input="once", parameters="{}", created_at=utcnow())
+                written.set()
+                time.sleep(0.5)  # the request below is waiting on this transaction by now
+                RuntimeAgent.update(last_activity_at=utcnow()).where(RuntimeAgent.id == agent_id).execute()
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=in_flight)
+    thread.start()
+    assert written.wait(10)
+    assert execute(client, auth, agent_id, {"input": "once"}, key="key-1") == first
+    thread.join(10)
+    assert errors == []
 
 
 def test_history_is_paged_newest_first(client, auth, pool):
