@@ -356,12 +356,17 @@ def requeue(job_id: str) -> bool:
 
 
 def cancel(kind: str, partition: str) -> int:
-    """End a partition's waiting jobs; one being run keeps its claim and records its real result."""
+    """End a partition's waiting jobs; one being run keeps its claim and records its real result.
+
+    On PostgreSQL a job another transaction holds at this moment (a worker claiming it) is left to that
+    transaction, as one being run is: a cancel never waits on a job's row, so it cannot deadlock with a
+    transaction that holds one and waits on a row the cancelling transaction holds (a hook's, say).
+    """
     now = utcnow()
-    return (Job.update(state=CANCELLED, next_run_at=None, finished_at=now)
-            .where((Job.kind == kind) & (Job.partition_key == partition) & (Job.state == PENDING)
-                   & _unclaimed(now))
-            .execute())
+    waiting = (Job.kind == kind) & (Job.partition_key == partition) & (Job.state == PENDING) & _unclaimed(now)
+    if is_postgres():
+        waiting = Job.id.in_(Job.select(Job.id).where(waiting).for_update(skip_locked=True))
+    return Job.update(state=CANCELLED, next_run_at=None, finished_at=now).where(waiting).execute()
 
 
 def discard(kind: str, partition: str) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.core import events, jobs, jsonbody
-from app.core.db import iso, utcnow
+from app.core.db import is_postgres, iso, utcnow
 from app.core.models import Job
 from app.hooks import catalogue
 from app.hooks.models import PENDING, RETRYING, Hook, HookAttempt, HookDelivery
@@ -60,8 +60,23 @@ def enqueue(topic: str, payload: dict) -> None:
         return
     hooks = [hook.id for hook in Hook.select(Hook.id, Hook.events).where(Hook.active == True)  # noqa: E712
              if catalogue.matches(hook.event_list, topic)]
+    hooks = _kept(hooks)
     if hooks:
         _queue(hooks, topic, webhook_body(topic, payload, utcnow()))
+
+
+def _kept(hook_ids: list[str]) -> list[str]:
+    """Those of ``hook_ids`` that still exist, kept from deletion until the caller commits.
+
+    On PostgreSQL a hook deleted by a concurrent transaction would otherwise fail the deliveries'
+    foreign key, and with it the unrelated transaction that published the event. FOR KEY SHARE waits
+    for a delete in progress and skips the hook it removed; it does not conflict with updates of the
+    hook's other columns (its failure count).
+    """
+    if not hook_ids or not is_postgres():
+        return hook_ids
+    kept = {row.id for row in Hook.select(Hook.id).where(Hook.id.in_(hook_ids)).for_update("FOR KEY SHARE")}
+    return [hook_id for hook_id in hook_ids if hook_id in kept]
 
 
 def enqueue_for(hook_id: str, topic: str, payload: dict) -> HookDelivery:

@@ -138,9 +138,13 @@ def _start(execution_id: str, max_attempts: int) -> Run | jobs.Outcome:
             loaded = definition.load(agent.program, agent.agent_name)
             options = json.loads(agent.options)
         now = utcnow()
-        (RuntimeExecution.update(status=RUNNING, started_at=now, attempts=RuntimeExecution.attempts + 1,
-                                 memory_bytes=rss_bytes())
-         .where(RuntimeExecution.id == execution_id).execute())
+        # Conditional: a cancel or a workflow's timeout committed since the read above stays as it is.
+        started = (RuntimeExecution.update(status=RUNNING, started_at=now, attempts=RuntimeExecution.attempts + 1,
+                                           memory_bytes=rss_bytes())
+                   .where((RuntimeExecution.id == execution_id) & RuntimeExecution.status.in_(UNFINISHED))
+                   .execute())
+        if not started:
+            return jobs.Outcome(jobs.SUCCEEDED)
         row = RuntimeExecution.get_by_id(execution_id)
         if agent is not None:  # after the execution's row: the lock order of app.runtime.service
             RuntimeAgent.update(last_activity_at=now).where(RuntimeAgent.id == agent.id).execute()

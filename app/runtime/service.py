@@ -66,8 +66,12 @@ class WorkflowTimedOut(ApiError):
 def find_agent(agent_id: str) -> RuntimeAgent:
     agent = RuntimeAgent.get_or_none(RuntimeAgent.id == agent_id)
     if agent is None:
-        raise NotFound(f"No agent {agent_id!r}", details={"agent_id": agent_id})
+        raise _no_agent(agent_id)
     return agent
+
+
+def _no_agent(agent_id: str) -> NotFound:
+    return NotFound(f"No agent {agent_id!r}", details={"agent_id": agent_id})
 
 
 def list_agent_ids() -> list[str]:
@@ -249,8 +253,13 @@ def execute(settings, agent_id: str, body: dict, idempotency_key: str | None = N
 
 
 def _touch(agent_id: str) -> None:
-    """Record activity on the agent: after its execution's row is written (the lock order above)."""
-    RuntimeAgent.update(last_activity_at=utcnow()).where(RuntimeAgent.id == agent_id).execute()
+    """Record activity on the agent: after its execution's row is written (the lock order above).
+
+    Its row gone means a delete committed since the agent was read (one still in progress is waited
+    for): the execution would outlive its agent, so the whole transaction is refused.
+    """
+    if not RuntimeAgent.update(last_activity_at=utcnow()).where(RuntimeAgent.id == agent_id).execute():
+        raise _no_agent(agent_id)
 
 
 def _by_key(agent_id: str, key: str) -> RuntimeExecution | None:

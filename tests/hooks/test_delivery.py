@@ -2,6 +2,7 @@
 
 import json
 import re
+import threading
 import time
 from datetime import datetime, timedelta
 
@@ -10,10 +11,11 @@ import pytest
 from app.core import jobs
 from app.core.db import connection, transaction, utcnow
 from app.core.models import Job
-from app.hooks import outbox
+from app.hooks import outbox, service
 from app.hooks.delivery import KIND
 from app.hooks.models import Hook, HookAttempt, HookDelivery
 from tests.hooks.conftest import delivery_pool
+from tests.support.transactions import in_other_transaction
 
 
 def parse_iso(text: str) -> datetime:
@@ -285,6 +287,70 @@ def test_deleting_a_hook_mid_delivery_is_harmless(make_hook, publish, receiver, 
     pool.wait()
     with connection():
         assert HookDelivery.select().count() == 0 and HookAttempt.select().count() == 0
+
+
+# ---- transactions side by side ---------------------------------------------------------
+
+
+def test_an_event_published_while_its_hook_is_deleted_is_not_refused(make_hook, publish):
+    hook = make_hook("/gone")
+
+    def delete(ready):
+        service.delete_hook(hook["id"])
+        ready.set()
+        time.sleep(0.5)  # the publisher below has read the hooks by now
+
+    thread, errors = in_other_transaction(delete)
+    publish("session.created", {"id": "s"})  # the deleted hook's delivery would fail its foreign key
+    thread.join(10)
+    assert errors == []
+    with connection():
+        assert HookDelivery.select().count() == 0 and Hook.select().count() == 0
+
+
+def test_an_edit_keeps_a_disable_committed_after_it_read_the_hook(make_hook, client, auth, receiver, monkeypatch):
+    hook = make_hook("/edited")
+    find = service._find
+
+    def failed_meanwhile(hook_id):
+        row = find(hook_id)
+        # As a failing delivery would commit it between the edit's read and its write.
+        (Hook.update(active=False, consecutive_failures=5, disabled_reason="5 consecutive failed deliveries")
+         .where(Hook.id == hook_id).execute())
+        return row
+
+    monkeypatch.setattr(service, "_find", failed_meanwhile)
+    edited = client.patch(f"/api/v1/hooks/{hook['id']}", json={"url": receiver.url + "/new"}, headers=auth("write"))
+    assert edited.status_code == 200
+    assert (edited.json["url"], edited.json["active"], edited.json["consecutive_failures"]) == (
+        receiver.url + "/new", False, 5)
+    assert edited.json["disabled_reason"] == "5 consecutive failed deliveries"
+
+
+def test_deactivating_while_a_failure_disables_the_hook_does_not_deadlock(make_hook, client, auth, monkeypatch):
+    """The failure's transaction holds the hook's row and cancels its deliveries; the deactivation cancels
+    them first and then writes the hook's row."""
+    hook = make_hook("/failing")
+    (waiting,) = queue(hook["id"], 1)
+    cancel, failing = outbox.cancel_pending, {}
+
+    def cancel_pending(hook_id):
+        if threading.current_thread() is failing.get("thread"):
+            failing["ready"].set()
+            time.sleep(0.5)  # the deactivation below holds the waiting delivery's job by now
+        return cancel(hook_id)
+
+    monkeypatch.setattr(outbox, "cancel_pending", cancel_pending)
+
+    def fail(ready):
+        failing.update(thread=threading.current_thread(), ready=ready)
+        assert not outbox.count_failure(jobs.Claim(KIND, "job", hook["id"], {}, 1, 0, "token", 30.0, utcnow()), 1)
+
+    thread, errors = in_other_transaction(fail)
+    deactivated = client.patch(f"/api/v1/hooks/{hook['id']}", json={"active": False}, headers=auth("write"))
+    thread.join(10)
+    assert errors == [] and deactivated.status_code == 200, deactivated.json
+    assert delivery_status(waiting) == "cancelled"
 
 
 def test_dns_rebinding_is_refused_at_delivery(app_factory, auth, receiver, publish, fake_dns, deliveries):

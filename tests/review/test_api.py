@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-import threading
 import time
 from datetime import timedelta
 
@@ -16,6 +15,7 @@ from app.core.db import connection, transaction, utcnow
 from app.review import package, service, signing, workflow
 from app.review.models import ReviewSession
 from tests.review.support import EVAL_TOOL, RELAXED, SHELL_TOOL, copy_keys, running_pool, submission
+from tests.support.transactions import in_other_transaction
 from tests.support.wait import wait_until
 
 BASE = "/api/v1/tool-review"
@@ -169,27 +169,16 @@ def test_analyses_recorded_at_once_go_to_different_reviewers(app, client, auth):
     def analysed():
         return workflow.Analysed(workflow.incomplete("a test"), [], None, utcnow())
 
-    recorded, errors = threading.Event(), []
+    def record_first(ready):
+        workflow.record_analysis(first, analysed(), settings)
+        ready.set()
+        time.sleep(0.5)  # the second analysis is being recorded by now
 
-    def record_first():
-        try:
-            with connection(), transaction():
-                workflow.record_analysis(first, analysed(), settings)
-                recorded.set()
-                time.sleep(0.5)  # the second analysis is being recorded by now
-        except Exception as exc:
-            errors.append(exc)
-            recorded.set()
-
-    thread = threading.Thread(target=record_first)
-    thread.start()
-    assert recorded.wait(10)
+    thread, errors = in_other_transaction(record_first)
     with connection(), transaction():
         workflow.record_analysis(second, analysed(), settings)
     thread.join(10)
     assert errors == []
-    assigned = {review_id: session(client, auth("read"), review_id)["state"] for review_id in (first, second)}
-    assert {state["type"] for state in assigned.values()} == {"pending_review"}
     queue = client.get(f"{BASE}/review/queue", headers=auth("read")).get_json()
     assert sorted(item["assigned_to"] for item in queue["pending_reviews"]) == ["alice@example.com",
                                                                                "bob@example.com"]

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -11,12 +10,13 @@ import psutil
 import pytest
 
 from app.agent.models import MemoryEntry
-from app.core.db import SqliteDatabase, connection, database, transaction, utcnow
+from app.core.db import SqliteDatabase, connection, database, utcnow
 from app.core.models import Event, Job
-from app.runtime import executor
+from app.runtime import executor, service
 from app.runtime.dsl import parse
 from app.runtime.models import RuntimeAgent, RuntimeExecution
 from tests.runtime.conftest import tool
+from tests.support.transactions import in_other_transaction
 from tests.support.wait import wait_until
 
 AGENTS = Path(__file__).parent / "agents"
@@ -331,25 +331,36 @@ def test_a_key_in_use_by_an_open_transaction_is_waited_for_without_deadlock(clie
     """A transaction writing an execution with a key, then its agent's row (the order of the executor and
     of every request): a request with the same key meanwhile waits for it, then answers that execution."""
     agent_id = create(client, auth)
-    first, written, errors = "execution-in-flight", threading.Event(), []
+    first = "execution-in-flight"
 
-    def in_flight():
-        try:
-            with connection(), transaction():
-                RuntimeExecution.create(id=first, agent_id=agent_id, idempotency_key="key-1", origin="execute",
-                                        status="queued", input="once", parameters="{}", created_at=utcnow())
-                written.set()
-                time.sleep(0.5)  # the request below is waiting on this transaction by now
-                RuntimeAgent.update(last_activity_at=utcnow()).where(RuntimeAgent.id == agent_id).execute()
-        except Exception as exc:
-            errors.append(exc)
+    def in_flight(ready):
+        RuntimeExecution.create(id=first, agent_id=agent_id, idempotency_key="key-1", origin="execute",
+                                status="queued", input="once", parameters="{}", created_at=utcnow())
+        ready.set()
+        time.sleep(0.5)  # the request below is waiting on this transaction by now
+        RuntimeAgent.update(last_activity_at=utcnow()).where(RuntimeAgent.id == agent_id).execute()
 
-    thread = threading.Thread(target=in_flight)
-    thread.start()
-    assert written.wait(10)
+    thread, errors = in_other_transaction(in_flight)
     assert execute(client, auth, agent_id, {"input": "once"}, key="key-1") == first
     thread.join(10)
     assert errors == []
+
+
+def test_an_execution_asked_for_while_its_agent_is_deleted_is_refused(client, auth):
+    agent_id = create(client, auth)
+
+    def delete(ready):
+        service.delete_agent(agent_id)
+        ready.set()
+        time.sleep(0.5)  # the request below has read the agent by now
+
+    thread, errors = in_other_transaction(delete)
+    response = client.post(f"/api/v1/agents/{agent_id}/execute", json={"input": "late"}, headers=auth("write"))
+    thread.join(10)
+    assert errors == [] and response.status_code == 404, response.json
+    with connection():
+        assert RuntimeExecution.select().where(RuntimeExecution.agent_id == agent_id).count() == 0
+        assert Job.select().where(Job.partition_key == agent_id).count() == 0
 
 
 def test_history_is_paged_newest_first(client, auth, pool):
@@ -384,6 +395,25 @@ def test_a_cancelled_execution_never_runs(app, client, auth):
     assert client.get(f"/api/v1/agents/{agent_id}/status", headers=auth("read")).json["state"] == "stopped"
     unknown = client.post(f"/api/v1/agents/{agent_id}/executions/nope/cancel", headers=auth("write"))
     assert unknown.status_code == 404
+
+
+def test_a_cancel_committed_while_the_execution_starts_is_kept(client, auth, monkeypatch):
+    """The executor reads the execution, then marks it running: a cancel that another worker commits in
+    between is not overwritten, and the run does not start."""
+    from app.core import jobs
+
+    agent_id = create(client, auth)
+    execution_id = execute(client, auth, agent_id, {"input": "never"})
+    measure = executor.rss_bytes
+
+    def cancelled_meanwhile():  # measured between the executor's read and its write
+        service.cancel(agent_id, execution_id)
+        return measure()
+
+    monkeypatch.setattr(executor, "rss_bytes", cancelled_meanwhile)
+    assert executor._start(execution_id, max_attempts=3) == jobs.Outcome(jobs.SUCCEEDED)
+    row = client.get(f"/api/v1/agents/{agent_id}/executions/{execution_id}", headers=auth("read")).json
+    assert (row["status"], row["attempts"]) == ("cancelled", 0)
 
 
 def test_status_states_and_resource_usage_come_from_the_executions(runtime_app, auth):
