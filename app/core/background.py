@@ -94,13 +94,19 @@ def spawn_loop(name: str, interval, step) -> Task:
 def _report_failure(name: str, exc: Exception, outage: bool) -> bool:
     """Log a failed step; whether the database is out. An outage is one line when it begins, not a
     traceback every interval: the 503s and the status already say so."""
+    from playhouse.pool import MaxConnectionsExceeded
+
     from app.core.db import first_line, is_outage
 
-    if not is_outage(exc):
+    if isinstance(exc, MaxConnectionsExceeded):
+        reason = "no database connection free"
+    elif is_outage(exc):
+        reason = f"database unavailable ({first_line(exc)})"
+    else:
         log.exception("background task %s failed", name)
         return False
     if not outage:
-        log.warning("background task %s: database unavailable (%s); retrying", name, first_line(exc))
+        log.warning("background task %s: %s; retrying", name, reason)
     return True
 
 

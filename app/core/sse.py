@@ -21,9 +21,11 @@ import threading
 import time
 
 from flask import Response, has_request_context, request, stream_with_context
+from playhouse.pool import MaxConnectionsExceeded
 
 from app.core import jsonbody, streams
 from app.core.background import on_stop, spawn_loop, stopping
+from app.core.db import first_line, is_outage
 from app.core.offhub import gevent_patched
 from app.core.tailer import FAN_OUT_SLICE
 
@@ -109,7 +111,7 @@ class Subscription:
         environ = request.environ if has_request_context() else {}
         # The client's connection when served by gunicorn; None elsewhere (a test client).
         self._socket = environ.get("gunicorn.socket")
-        self._server_response = environ.get(SERVER_RESPONSE)
+        self._environ = environ  # gunicorn's response object joins it once the route has returned
         self.writer: SocketWriter | None = None
         # With a writer: bytes are queued for, or being sent by, the stream's greenlet,
         # so new ones must queue behind them.
@@ -226,7 +228,7 @@ class Subscription:
             self._live = True
             self._wrote_at = time.monotonic()
             if self._render is not None:
-                self.writer = SocketWriter.for_response(self._server_response)
+                self.writer = SocketWriter.for_response(self._environ.get(SERVER_RESPONSE))
         _start_beating()
         if self.writer is not None:
             log.debug("stream live: written straight to its socket (%s)",
@@ -437,11 +439,33 @@ class _StreamResponse(Response):
 
 
 def response(generator, slot: streams.Slot) -> Response:
-    """The streaming response; ``slot`` (from ``streams.claim()``) is freed when it closes, iterated or not."""
+    """The streaming response; ``slot`` (from ``streams.claim()``) is freed when it closes, iterated or not.
+
+    The generator runs to its first chunk here, in the route: a failure before the stream begins
+    (the database unavailable, no connection free) is answered as any route's error is, in the
+    error envelope, instead of by the server after the status line. One after it ends the stream,
+    logged, and the client reconnects (with ``Last-Event-ID`` where the stream has ids).
+    """
+    try:
+        first = next(generator, "")
+    except BaseException:
+        slot.release()
+        raise
     stream = _StreamResponse(
-        stream_with_context(generator),
+        stream_with_context(_ended_on_error(first, generator)),
         mimetype="text/event-stream",
         headers=SSE_HEADERS,
     )
     stream.call_on_close(slot.release)
     return stream
+
+
+def _ended_on_error(first: str, rest):
+    yield first
+    try:
+        yield from rest
+    except Exception as exc:
+        if is_outage(exc) or isinstance(exc, MaxConnectionsExceeded):
+            log.warning("stream ended early: %s", first_line(exc))
+        else:
+            log.exception("stream ended early by an unexpected error")

@@ -342,6 +342,48 @@ def test_streams_are_written_straight_to_the_socket_only_on_a_plain_non_blocking
             sock.close()
 
 
+def test_a_stream_that_cannot_begin_answers_in_the_error_envelope_and_frees_its_slot(capped, monkeypatch):
+    from playhouse.pool import MaxConnectionsExceeded
+
+    from app.logs import service
+
+    def no_connection_free():
+        raise MaxConnectionsExceeded("Max connections exceeded, timed out attempting to connect.")
+
+    monkeypatch.setattr(service.tailer, "head", no_connection_free)  # the stream's first read
+    client = capped.test_client()
+    with connection():
+        token = create_token("reader", ["read"])[1]
+    refused = _open_log_stream(client, token)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert refused.json["error"]["code"] == "service_unavailable"
+    with connection():
+        assert StreamSlot.select().count() == 0
+
+
+def test_a_stream_failing_once_begun_ends_cleanly_and_says_why(capped, monkeypatch, caplog):
+    from app.core.db import DatabaseUnavailable
+    from app.logs import service
+
+    def unavailable(log_filter, cursor):
+        raise DatabaseUnavailable("database unavailable: gone")
+        yield  # a generator, as the replay is
+
+    monkeypatch.setattr(service, "_replay", unavailable)
+    client = capped.test_client()
+    with connection():
+        token = create_token("reader", ["read"])[1]
+    with caplog.at_level(logging.WARNING, logger="http::sse"):
+        response = _open_log_stream(client, token)
+        assert response.status_code == 200
+        assert response.get_data() == b"retry: 2000\n\n"  # then the end of the stream: the client reconnects
+        response.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "http::sse"] == [
+        "stream ended early: database unavailable: gone"]
+    with connection():
+        assert StreamSlot.select().count() == 0
+
+
 def test_status_counts_open_streams(capped):
     client = capped.test_client()
     with connection():
