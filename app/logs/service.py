@@ -123,6 +123,9 @@ def _follow(subscription: sse.Subscription, live: _Live, last_event_id: int | No
     # Held connections would exhaust the pool with many open streams.
     release_connection()
     log_filter = live.log_filter
+    # From the head, nothing older is wanted: what is newer the tailer hands over, so there is
+    # nothing to read back unless it has handed something over already (most opens: one query fewer).
+    from_head = last_event_id is None and log_filter.since is None
     if last_event_id is not None:
         cursor = last_event_id
     elif log_filter.since is not None:
@@ -133,11 +136,13 @@ def _follow(subscription: sse.Subscription, live: _Live, last_event_id: int | No
     while True:
         # Whatever the tailer handed over before this pass's reads is in the database for them.
         horizon = subscription.passed_id
-        for entry in _replay(log_filter, cursor):
-            if subscription.closed:
-                return  # the worker is stopping: a long history must not hold it up
-            cursor = entry.id
-            yield from subscription.written(_frame(entry))
+        if not from_head or horizon > cursor:
+            for entry in _replay(log_filter, cursor):
+                if subscription.closed:
+                    return  # the worker is stopping: a long history must not hold it up
+                cursor = entry.id
+                yield from subscription.written(_frame(entry))
+        from_head = False
         live.cursor = cursor = max(cursor, horizon)
         if subscription.go_live(cursor):
             break

@@ -42,3 +42,29 @@ def test_retention_by_age_and_count(app):
         remaining = [r.message for r in LogEntry.select().order_by(LogEntry.id)]
     assert removed == 51
     assert remaining == [f"new {i}" for i in range(50, 150)]
+
+
+def test_a_stream_from_the_head_reads_back_only_what_was_handed_over_before_it_went_live(app, monkeypatch):
+    """Opened without a cursor, a stream starts at the newest record: the tailer hands over what is
+    newer, so the database is read back only when a hand-over came before the stream went live."""
+    from types import SimpleNamespace
+
+    from app.core import sse
+
+    reads = []
+    monkeypatch.setattr(logs, "_replay", lambda log_filter, cursor: reads.append(cursor) or iter(()))
+    monkeypatch.setattr(logs.tailer, "head", lambda: 10)
+
+    def opened(handed_over):
+        with sse.Subscription(max_backlog=10) as subscription:
+            live = logs._Live(logs.LogFilter())
+            follow = logs._follow(subscription, live, None)
+            assert next(follow) == "retry: 2000\n\n"
+            if handed_over:
+                subscription.put([SimpleNamespace(id=n) for n in handed_over])
+            subscription.close()  # so that following it ends at once
+            assert list(follow) == []
+            return live.cursor
+
+    assert opened([]) == 10 and reads == []
+    assert opened([11, 12]) == 12 and reads == [10]  # read back from the head, then live past the hand-over
