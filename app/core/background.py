@@ -94,15 +94,10 @@ def spawn_loop(name: str, interval, step) -> Task:
 def _report_failure(name: str, exc: Exception, outage: bool) -> bool:
     """Log a failed step; whether the database is out. An outage is one line when it begins, not a
     traceback every interval: the 503s and the status already say so."""
-    from playhouse.pool import MaxConnectionsExceeded
+    from app.core.db import unavailable_reason
 
-    from app.core.db import first_line, is_outage
-
-    if isinstance(exc, MaxConnectionsExceeded):
-        reason = "no database connection free"
-    elif is_outage(exc):
-        reason = f"database unavailable ({first_line(exc)})"
-    else:
+    reason = unavailable_reason(exc)
+    if reason is None:
         log.exception("background task %s failed", name)
         return False
     if not outage:

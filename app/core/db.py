@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, quote, urlparse
 
 import click
 from peewee import DatabaseProxy, InterfaceError, Model, OperationalError, _WriteQuery
-from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from app.core.startup import missing_database_message, sqlite_path
 
@@ -95,6 +95,16 @@ def is_outage(exc: BaseException) -> bool:
         return False
     # A connection that failed or broke has no SQLSTATE: the server never answered.
     return exc.pgcode is None or exc.pgcode.startswith(POSTGRES_OUTAGE_CODES)
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why the database cannot serve right now (no pooled connection free, or an outage), for a
+    one-line log; None when ``exc`` is something else, which deserves its trace."""
+    if isinstance(exc, MaxConnectionsExceeded):
+        return "no database connection free"
+    if is_outage(exc):
+        return f"database unavailable ({first_line(exc)})"
+    return None
 
 
 def first_line(exc: BaseException) -> str:

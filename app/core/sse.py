@@ -21,11 +21,10 @@ import threading
 import time
 
 from flask import Response, has_request_context, request, stream_with_context
-from playhouse.pool import MaxConnectionsExceeded
 
 from app.core import jsonbody, streams
 from app.core.background import on_stop, spawn_loop, stopping
-from app.core.db import first_line, is_outage
+from app.core.db import unavailable_reason
 from app.core.offhub import gevent_patched
 from app.core.tailer import FAN_OUT_SLICE
 
@@ -465,7 +464,8 @@ def _ended_on_error(first: str, rest):
     try:
         yield from rest
     except Exception as exc:
-        if is_outage(exc) or isinstance(exc, MaxConnectionsExceeded):
-            log.warning("stream ended early: %s", first_line(exc))
+        reason = unavailable_reason(exc)
+        if reason is not None:
+            log.warning("stream ended early: %s", reason)
         else:
             log.exception("stream ended early by an unexpected error")

@@ -381,7 +381,7 @@ def test_a_stream_failing_once_begun_ends_cleanly_and_says_why(capped, monkeypat
         assert response.get_data() == b"retry: 2000\n\n"  # then the end of the stream: the client reconnects
         response.close()
     assert [r.getMessage() for r in caplog.records if r.name == "http::sse"] == [
-        "stream ended early: database unavailable: gone"]
+        "stream ended early: database unavailable (database unavailable: gone)"]
     with connection():
         assert StreamSlot.select().count() == 0
 

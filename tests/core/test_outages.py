@@ -13,11 +13,12 @@ import peewee
 import psycopg2
 import psycopg2.errors
 import pytest
+from playhouse.pool import MaxConnectionsExceeded
 
 from app import create_app
 from app.core import ratelimit
 from app.core.auth import create_token
-from app.core.db import DatabaseUnavailable, connection, database, is_conflict, is_outage
+from app.core.db import DatabaseUnavailable, connection, database, is_conflict, is_outage, unavailable_reason
 from app.core.errors import ServiceUnavailable
 from app.core.migrate import discover
 from app.core.ratelimit import RateLimiter, RedisCounters
@@ -281,6 +282,10 @@ def test_a_transaction_rolled_back_for_a_concurrent_one_answers_503_to_send_agai
     serialisation = psycopg2.errors.SerializationFailure("could not serialize access")
     assert is_conflict(peewee.OperationalError(serialisation, *serialisation.args))
     assert not is_outage(serialisation) and not is_conflict(RuntimeError("deadlock detected"))
+    # What a background loop or a stream logs as one line rather than a trace:
+    assert unavailable_reason(MaxConnectionsExceeded("Exceeded maximum connections.")) == "no database connection free"
+    assert unavailable_reason(DatabaseUnavailable("gone")) == "database unavailable (gone)"
+    assert unavailable_reason(serialisation) is None
 
 
 # ---- a counter store that hangs -----------------------------------------------------------------
