@@ -82,8 +82,10 @@ class HeldLease:
 
     Lost means a renewal found the row gone or owned by another worker, or
     renewals kept failing for longer than the ttl (the row may have expired
-    and been taken meanwhile). Then ``lost`` is set and ``on_lost()`` runs, in
-    the renewing greenlet (or in the caller of ``confirm()``).
+    and been taken meanwhile). Then ``held`` turns false at once, ``on_lost()``
+    runs in the renewing greenlet (or in the caller of ``confirm()``), and
+    ``lost`` is set once it has returned: whoever waits on ``lost`` wakes to a
+    loss already handled.
     """
 
     def __init__(self, name: str, ttl: float, on_lost=None, owner: str | None = None):
@@ -93,13 +95,14 @@ class HeldLease:
         self.owner = owner
         self.lost = threading.Event()
         self._held = False
+        self._losing = False
         self._guard = threading.Lock()
         self._stop_renewing = threading.Event()
         self._renewer: threading.Thread | None = None
 
     @property
     def held(self) -> bool:
-        return self._held and not self.lost.is_set()
+        return self._held and not self._losing
 
     def acquire(self, wait: float = 0) -> bool:
         """Take the lease, waiting up to ``wait`` seconds for its holder to let go; False if it stays taken.
@@ -124,6 +127,7 @@ class HeldLease:
             time.sleep(min(delay, left))
             delay = min(delay * 2, POLL_MAX)
         self._held = True
+        self._losing = False
         self.lost.clear()
         self._stop_renewing.clear()
         self._renewer = threading.Thread(target=self._renew, name=f"lease-{self.name}", daemon=True)
@@ -153,7 +157,7 @@ class HeldLease:
         renewer = self._renewer
         if renewer is not None and renewer is not threading.current_thread():
             renewer.join(timeout=5)
-        if self.lost.is_set():
+        if self._losing:
             return
         try:
             with connection():
@@ -186,16 +190,18 @@ class HeldLease:
 
     def _lose(self, why: str) -> None:
         with self._guard:
-            if self.lost.is_set() or not self._held:
+            if self._losing or not self._held:
                 return
-            self.lost.set()
+            self._losing = True
         self._stop_renewing.set()
         log.warning("lost lease %s: %s", self.name, why)
-        if self.on_lost is not None:
-            try:
+        try:
+            if self.on_lost is not None:
                 self.on_lost()
-            except Exception:
-                log.exception("on_lost callback of lease %s failed", self.name)
+        except Exception:
+            log.exception("on_lost callback of lease %s failed", self.name)
+        finally:
+            self.lost.set()
 
 
 def run_singleton(name: str, interval, step, ttl: float | None = None):

@@ -86,6 +86,24 @@ def test_losing_the_lease_is_noticed_within_one_renewal_interval(db, held):
     assert row("job").owner == "thief:1:x"  # the new holder's row is left alone
 
 
+def test_a_waiter_on_lost_wakes_to_a_loss_already_handled(db, held):
+    handled = []
+
+    def slow_handler():
+        assert not lease.held  # the loss shows at once, while the handler still runs
+        time.sleep(0.3)
+        handled.append(True)
+
+    lease = held("job", ttl=30, on_lost=slow_handler)
+    assert lease.acquire()
+    Lease.update(owner="thief:1:x").where(Lease.name == "job").execute()
+    confirming = threading.Thread(target=lease.confirm)
+    confirming.start()
+    assert lease.lost.wait(5)
+    assert handled == [True]
+    confirming.join()
+
+
 def test_confirm_inside_a_transaction_sees_a_steal_at_once(db, held):
     from app.core.db import transaction
 
