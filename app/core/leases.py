@@ -126,9 +126,10 @@ class HeldLease:
             release_connection()
             time.sleep(min(delay, left))
             delay = min(delay * 2, POLL_MAX)
-        self._held = True
-        self._losing = False
-        self.lost.clear()
+        with self._guard:
+            self._held = True
+            self._losing = False
+            self.lost.clear()
         self._stop_renewing.clear()
         self._renewer = threading.Thread(target=self._renew, name=f"lease-{self.name}", daemon=True)
         self._renewer.start()
@@ -201,7 +202,9 @@ class HeldLease:
         except Exception:
             log.exception("on_lost callback of lease %s failed", self.name)
         finally:
-            self.lost.set()
+            with self._guard:
+                if self._losing:  # not when the handler (or another thread) took the lease afresh
+                    self.lost.set()
 
 
 def run_singleton(name: str, interval, step, ttl: float | None = None):

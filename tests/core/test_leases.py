@@ -87,12 +87,12 @@ def test_losing_the_lease_is_noticed_within_one_renewal_interval(db, held):
 
 
 def test_a_waiter_on_lost_wakes_to_a_loss_already_handled(db, held):
-    handled = []
+    seen = []
 
     def slow_handler():
-        assert not lease.held  # the loss shows at once, while the handler still runs
+        seen.append(("held", lease.held))  # the loss shows at once, while the handler still runs
         time.sleep(0.3)
-        handled.append(True)
+        seen.append(("handled", True))
 
     lease = held("job", ttl=30, on_lost=slow_handler)
     assert lease.acquire()
@@ -100,8 +100,28 @@ def test_a_waiter_on_lost_wakes_to_a_loss_already_handled(db, held):
     confirming = threading.Thread(target=lease.confirm)
     confirming.start()
     assert lease.lost.wait(5)
-    assert handled == [True]
+    assert seen == [("held", False), ("handled", True)]
     confirming.join()
+
+
+def test_a_lease_taken_afresh_while_the_old_loss_is_handled_is_not_marked_lost(db, held):
+    handling = threading.Event()
+
+    def slow_handler():
+        handling.set()
+        time.sleep(0.3)
+
+    lease = held("job", ttl=30, on_lost=slow_handler)
+    assert lease.acquire()
+    Lease.update(owner="thief:1:x").where(Lease.name == "job").execute()
+    confirming = threading.Thread(target=lease.confirm)
+    confirming.start()
+    assert handling.wait(5)
+    Lease.delete().where(Lease.name == "job").execute()  # the thief lets go
+    assert lease.acquire()
+    confirming.join()
+    assert lease.held and not lease.lost.is_set()
+    assert row("job").owner == lease.owner
 
 
 def test_confirm_inside_a_transaction_sees_a_steal_at_once(db, held):
